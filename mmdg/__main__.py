@@ -1,0 +1,165 @@
+"""Command line: ``python -m mmdg {train,sweep,collect,list}``."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def _value(text: str):
+    """Parse a CLI value as YAML (numbers, booleans, lists, dicts), falling back to the string."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _pairs(items: list[str] | None, flag: str) -> dict:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise SystemExit(f"error: {flag} expects key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = _value(v)
+    return out
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    from .train import RunConfig
+    d = RunConfig(target="-")
+    p.add_argument("--benchmark", default=d.benchmark, help="benchmark name (see `python -m mmdg list`)")
+    p.add_argument("--bench", action="append", metavar="KEY=VALUE", help="benchmark keyword argument")
+    p.add_argument("--data-root", help="root of a real dataset copy (EPIC-Kitchens / HAC); sets data_root")
+    p.add_argument("--hp", action="append", metavar="KEY=VALUE", help="method hyperparameter override")
+    p.add_argument("--modalities", help="comma-separated subset of the benchmark's modalities")
+    p.add_argument("--encoders", help='JSON: {"video": {"name": "r3d_18", "freeze_until": "layer3"}, ...}')
+    p.add_argument("--encoder-preset", default=d.encoder_preset, help="cpu or gpu")
+    p.add_argument("--fusion", default=d.fusion, help="concat, sum, film or gated")
+    p.add_argument("--head-hidden", type=int, default=d.head_hidden)
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--device", default=d.device)
+    p.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
+    p.add_argument("--num-workers", type=int, default=d.num_workers)
+    p.add_argument("--results", default="results", help="results directory")
+    p.add_argument("--overwrite", action="store_true", help="replace existing run records")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _config(a, method: str, target: str, seed: int):
+    from .train import RunConfig
+    bench = _pairs(a.bench, "--bench")
+    if a.data_root:
+        bench["data_root"] = a.data_root
+    try:
+        encoders = json.loads(a.encoders) if a.encoders else None
+    except json.JSONDecodeError as e:
+        raise SystemExit(f"error: --encoders is not valid JSON: {e}")
+    return RunConfig(target=target, benchmark=a.benchmark, benchmark_kwargs=bench, method=method,
+                     hparams=_pairs(a.hp, "--hp"),
+                     modalities=a.modalities.split(",") if a.modalities else None,
+                     encoders=encoders, encoder_preset=a.encoder_preset, fusion=a.fusion,
+                     head_hidden=a.head_hidden, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
+                     weight_decay=a.weight_decay, seed=seed, device=a.device, amp=not a.no_amp,
+                     num_workers=a.num_workers)
+
+
+def _targets(a) -> list[str]:
+    if a.targets and a.targets != "all":
+        return a.targets.split(",")
+    from .data import build_benchmark
+    return list(build_benchmark(a.benchmark, **_pairs(a.bench, "--bench")).domains)
+
+
+def cmd_train(a) -> None:
+    from .experiments.sweep import run_one
+    cfg = _config(a, a.method, a.target, a.seed)
+    path, rec, skipped = run_one(cfg, Path(a.results), a.overwrite, progress=not a.quiet)
+    f = rec["final"]
+    print(f"{'exists' if skipped else 'wrote'} {path}")
+    print(f"selected epoch {f['selected_epoch']}: source-val {f['val_acc']:.2f}  target {f['test_acc']:.2f}  "
+          f"(oracle target {f['oracle_test_acc']:.2f} at epoch {f['oracle_epoch']})")
+
+
+def cmd_sweep(a) -> None:
+    from .experiments.sweep import sweep
+    base = _config(a, "erm", "-", 0)
+    seeds = [int(s) for s in a.seeds.split(",")]
+    sweep(base, a.methods.split(","), _targets(a), seeds, Path(a.results), a.overwrite, progress=not a.quiet)
+
+
+def cmd_collect(a) -> None:
+    import pandas as pd
+    from .experiments.collect import format_summary, load_runs, summarize
+    runs = load_runs(Path(a.results))
+    if a.benchmark:
+        runs = runs[runs["benchmark"] == a.benchmark]
+    with pd.option_context("display.width", 200, "display.max_columns", 50):
+        for bench, df in runs.groupby("benchmark"):
+            print(f"\n{bench}: {a.metric} (mean ± std over seeds)")
+            print(format_summary(summarize(df, a.metric)).to_string())
+    if a.csv:
+        runs.to_csv(a.csv, index=False)
+        print(f"\nwrote {a.csv}")
+
+
+def cmd_list(a) -> None:
+    from .data import BENCHMARKS
+    from .methods import METHODS, PLUGINS
+    from .models.encoders import ENCODERS
+    from .models.fusion import FUSIONS
+    from .objectives import OBJECTIVES
+    from .strategies import STRATEGIES
+    print("benchmarks:", ", ".join(BENCHMARKS.names()))
+    print("methods:")
+    for name, m in sorted(METHODS.items()):
+        print(f"  {name:12s} {m.doc}  hparams={m.hparams}")
+    print("plugins (append as method+plugin):")
+    for name, (_, hp, doc) in sorted(PLUGINS.items()):
+        print(f"  +{name:11s} {doc}  hparams={hp}")
+    print("objectives:", ", ".join(OBJECTIVES.names()))
+    print("strategies:", ", ".join(STRATEGIES.names()))
+    print("encoders:", ", ".join(ENCODERS.names()))
+    print("fusions:", ", ".join(FUSIONS.names()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mmdg", description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("train", help="train one method on one leave-one-domain-out split")
+    p.add_argument("--method", default="erm")
+    p.add_argument("--target", required=True, help="held-out target domain")
+    p.add_argument("--seed", type=int, default=0)
+    _add_run_args(p)
+    p.set_defaults(fn=cmd_train)
+    p = sub.add_parser("sweep", help="grid of methods x targets x seeds (existing runs are skipped)")
+    p.add_argument("--methods", required=True, help="comma-separated method names")
+    p.add_argument("--targets", default="all", help="comma-separated target domains, or all")
+    p.add_argument("--seeds", default="0,1", help="comma-separated seeds")
+    _add_run_args(p)
+    p.set_defaults(fn=cmd_sweep)
+    p = sub.add_parser("collect", help="tables of collected run records")
+    p.add_argument("--results", default="results")
+    p.add_argument("--benchmark", default=None)
+    p.add_argument("--metric", default="test_acc")
+    p.add_argument("--csv", default=None, help="also write the per-run table as CSV")
+    p.set_defaults(fn=cmd_collect)
+    p = sub.add_parser("list", help="registered benchmarks, methods, objectives, strategies, encoders")
+    p.set_defaults(fn=cmd_list)
+    a = parser.parse_args(argv)
+    try:
+        a.fn(a)
+    except (KeyError, ValueError, TypeError, FileNotFoundError, FileExistsError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Sweeps, result records and their collection into tables."""

@@ -1,0 +1,64 @@
+"""Objectives: named losses tagged by what they are for.
+
+``kind`` tells a gradient strategy how to treat the gradient of a term:
+``"cls"`` (classification), ``"dom"`` (domain invariance) or ``"other"``
+(regularisers such as MER, SupCon, translation: always added unmodulated).
+An objective may own modules (a discriminator, projectors); they are trained
+with the model and are never modulated.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..data.base import Batch
+from ..models.model import ModelOutput
+from ..registry import Registry
+
+OBJECTIVES = Registry("objective")
+KINDS = ("cls", "dom", "other")
+
+
+@dataclass
+class Context:
+    """What an objective may need to build its modules."""
+
+    modalities: list[str]
+    feat_dims: dict[str, int]
+    num_classes: int
+    num_domains: int
+
+
+@dataclass
+class Term:
+    name: str
+    kind: str
+    loss: torch.Tensor                                   # weighted scalar
+    confidence: dict[str, torch.Tensor] | None = None    # per-modality, per-sample, detached
+    logs: dict[str, torch.Tensor] = field(default_factory=dict)  # detached scalars
+
+
+class Objective(nn.Module):
+    kind = "other"
+
+    def __init__(self, name: str, weight: float = 1.0):
+        super().__init__()
+        if self.kind not in KINDS:
+            raise ValueError(f"objective kind must be one of {KINDS}, got {self.kind!r}")
+        self.name, self.weight = name, float(weight)
+
+    def forward(self, out: ModelOutput, batch: Batch) -> Term:
+        raise NotImplementedError
+
+
+def true_class_prob(shares: dict[str, torch.Tensor], target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """softmax(share_m)[i, target_i] per modality, detached: q (GMP Eq. 6) or c (Eq. 7)."""
+    with torch.no_grad():
+        return {m: torch.softmax(s.float(), dim=1).gather(1, target[:, None]).squeeze(1)
+                for m, s in shares.items()}
+
+
+def build_objective(name: str, ctx: Context, **kwargs) -> Objective:
+    return OBJECTIVES.build(name, ctx=ctx, **kwargs)

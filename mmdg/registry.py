@@ -1,0 +1,48 @@
+"""Named registries (benchmarks, encoders, fusions, objectives, strategies, methods)."""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+
+class Registry:
+    """A name -> factory map whose errors list the valid choices."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._items: dict[str, Callable[..., Any]] = {}
+
+    def register(self, name: str) -> Callable:
+        def deco(obj):
+            if name in self._items:
+                raise ValueError(f"{self.kind} {name!r} registered twice")
+            self._items[name] = obj
+            return obj
+        return deco
+
+    def get(self, name: str) -> Callable[..., Any]:
+        if name not in self._items:
+            raise KeyError(f"unknown {self.kind} {name!r}; valid choices: {sorted(self._items)}")
+        return self._items[name]
+
+    def build(self, name: str, **kwargs) -> Any:
+        factory = self.get(name)
+        check_kwargs(factory, kwargs, f"{self.kind} {name!r}")
+        return factory(**kwargs)
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._items
+
+
+def check_kwargs(fn: Callable, kwargs: dict, what: str) -> None:
+    """Raise a TypeError naming any keyword ``fn`` does not accept."""
+    sig = inspect.signature(fn)
+    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        return
+    unknown = sorted(set(kwargs) - set(sig.parameters))
+    if unknown:
+        valid = sorted(k for k, p in sig.parameters.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+        raise TypeError(f"{what} got unknown parameter(s) {unknown}; valid parameters: {valid}")

@@ -1,0 +1,283 @@
+"""The trainer: one leave-one-domain-out run of one method, checkpointed every epoch.
+
+Protocol (SimMMDG reference): train on the source domains' train splits, validate
+on their test splits, test on the target.  The reported model is the epoch with
+the best source-validation accuracy (ties go to the later epoch, as in the
+reference); the best-target epoch is recorded too, always labelled ``oracle``.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import platform
+import random
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .data import build_benchmark
+from .data.base import make_loader
+from .data.protocol import DGSplit, make_split
+from .experiments.results import atomic_torch_save
+from .methods import Method, build_method, resolve
+from .models.model import MultimodalModel, build_model
+from .models.presets import preset_encoders
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run; its hash names the run's record and checkpoint."""
+
+    target: str
+    benchmark: str = "synth_foley"
+    benchmark_kwargs: dict = field(default_factory=dict)
+    method: str = "erm"
+    hparams: dict = field(default_factory=dict)
+    modalities: list[str] | None = None          # None: all modalities of the benchmark
+    encoders: dict[str, dict] | None = None      # None: the preset below
+    encoder_preset: str = "cpu"
+    fusion: str = "concat"
+    fusion_kwargs: dict = field(default_factory=dict)
+    head_hidden: int = 0
+    head_dropout: float = 0.0
+    epochs: int = 10
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True                              # bf16 autocast on CUDA; ignored on CPU
+    num_workers: int = 0
+    eval_batch_size: int = 128
+    trace: bool = False                           # keep per-step strategy logs (rho, sigma, ...)
+
+    def __post_init__(self):
+        checks = {"epochs": (self.epochs, 1), "batch_size": (self.batch_size, 1),
+                  "eval_batch_size": (self.eval_batch_size, 1), "num_workers": (self.num_workers, 0)}
+        for name, (value, low) in checks.items():
+            if not isinstance(value, int) or value < low:
+                raise ValueError(f"RunConfig.{name} must be an int >= {low}, got {value!r}")
+        for name in ("lr", "weight_decay", "head_dropout"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"RunConfig.{name} must be a number >= 0, got {value!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def run_id(self) -> str:
+        """A short hash of the settings that change results (not device or workers)."""
+        d = self.to_dict()
+        for k in ("device", "num_workers", "eval_batch_size"):
+            d.pop(k)
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def autocast(device: torch.device, amp: bool):
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def evaluate(model: MultimodalModel, loader, device: torch.device, amp: bool = True) -> dict:
+    """Accuracy of the fused prediction and of each modality's branch (argmax of its logit share)."""
+    model.eval()
+    correct = {"acc": 0}
+    correct.update({f"acc_{m}": 0 for m in model.modalities})
+    loss, n = 0.0, 0
+    for batch in loader:
+        batch = batch.to(device)
+        with autocast(device, amp):
+            out = model(batch.inputs)
+        loss += torch.nn.functional.cross_entropy(out.logits.float(), batch.label, reduction="sum").item()
+        correct["acc"] += (out.logits.argmax(1) == batch.label).sum().item()
+        for m, s in out.shares.items():
+            correct[f"acc_{m}"] += (s.argmax(1) == batch.label).sum().item()
+        n += len(batch)
+    if n == 0:
+        raise ValueError("evaluation set is empty")
+    return {**{k: 100.0 * v / n for k, v in correct.items()}, "loss": loss / n, "n": n}
+
+
+def build_run(cfg: RunConfig, split: DGSplit | None = None, benchmark=None):
+    """Benchmark split, model and method of a run, constructed deterministically from the seed."""
+    bench = benchmark if benchmark is not None else build_benchmark(cfg.benchmark, **cfg.benchmark_kwargs)
+    split = split if split is not None else make_split(bench, cfg.target)
+    mods = list(cfg.modalities or bench.modalities)
+    unknown = [m for m in mods if m not in bench.modalities]
+    if unknown:
+        raise ValueError(f"RunConfig.modalities has {unknown}, not in benchmark {bench.name!r} "
+                         f"(modalities {list(bench.modalities)})")
+    encoders = cfg.encoders if cfg.encoders is not None else preset_encoders(cfg.encoder_preset, mods)
+    encoders = {m: encoders[m] for m in mods}
+    seed_everything(cfg.seed)
+    model = build_model(bench.input_shapes(), encoders, bench.num_classes, cfg.fusion, cfg.fusion_kwargs,
+                        cfg.head_hidden, cfg.head_dropout)
+    method = build_method(cfg.method, model, len(split.sources), cfg.hparams)
+    return bench, split, method
+
+
+def _git_commit() -> str:
+    try:
+        root = Path(__file__).resolve().parents[1]
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                              text=True, timeout=5).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def environment(device: torch.device) -> dict:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    return {"device": str(device), "device_name": name, "torch": torch.__version__, "mmdg": __version__,
+            "commit": _git_commit(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "threads": torch.get_num_threads()}
+
+
+def select(epochs: list[dict], modalities: list[str]) -> dict:
+    """Target accuracy at the best source-validation epoch (later epoch wins ties) and the oracle."""
+    best = max(range(len(epochs)), key=lambda i: (epochs[i]["val"]["acc"], i))
+    oracle = max(range(len(epochs)), key=lambda i: (epochs[i]["test"]["acc"], i))
+    e, o = epochs[best], epochs[oracle]
+    final = {"selected_epoch": e["epoch"], "val_acc": e["val"]["acc"], "test_acc": e["test"]["acc"],
+             "oracle_epoch": o["epoch"], "oracle_test_acc": o["test"]["acc"],
+             "last_test_acc": epochs[-1]["test"]["acc"]}
+    for m in modalities:
+        final[f"val_acc_{m}"] = e["val"][f"acc_{m}"]
+        final[f"test_acc_{m}"] = e["test"][f"acc_{m}"]
+    return final
+
+
+def _mean_logs(acc: dict[str, torch.Tensor], steps: int) -> dict[str, float]:
+    return {k: (v / steps).item() for k, v in acc.items()}
+
+
+def train(cfg: RunConfig, checkpoint: Path | None = None, progress: bool = True,
+          benchmark=None, split: DGSplit | None = None, stop_after: int | None = None,
+          keep_model: bool = False) -> dict:
+    """Run ``cfg``; checkpoint to ``checkpoint`` after every epoch and resume from it if present.
+
+    ``stop_after`` ends the run after that many epochs of this call (to test
+    resuming).  Returns the run record; with ``keep_model`` the trained method is
+    attached as ``record["_method"]`` (not serialised).
+    """
+    resolve(cfg.method, cfg.hparams)  # fail fast on bad names before building data
+    device = resolve_device(cfg.device)
+    bench, split, method = build_run(cfg, split, benchmark)
+    method.to(device)
+    params = method.trainable_parameters()
+    optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    pin = device.type == "cuda"
+    train_loader = make_loader(split.train, cfg.batch_size, shuffle=True, drop_last=True, seed=cfg.seed,
+                               num_workers=cfg.num_workers, pin_memory=pin)
+    if len(train_loader) == 0:
+        raise ValueError(f"training set of {len(split.train)} samples gives no full batch of "
+                         f"batch_size={cfg.batch_size}")
+    val_loader = make_loader(split.val, cfg.eval_batch_size, num_workers=cfg.num_workers, pin_memory=pin)
+    test_loader = make_loader(split.test, cfg.eval_batch_size, num_workers=cfg.num_workers, pin_memory=pin)
+
+    history: list[dict] = []
+    start = 0
+    if checkpoint is not None and Path(checkpoint).exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        if state["run_id"] != cfg.run_id():
+            raise ValueError(f"checkpoint {checkpoint} belongs to run {state['run_id']}, not {cfg.run_id()}")
+        method.load_state_dict(state["method"])
+        optimizer.load_state_dict(state["optimizer"])
+        history, start = state["history"], state["epoch"] + 1
+        set_rng_state(state["rng"])
+    else:
+        seed_everything(cfg.seed + 1)
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=cfg.epochs * len(train_loader), initial=start * len(train_loader),
+                   desc=f"{cfg.method} -> {cfg.target} s{cfg.seed}", leave=False)
+    done_now = 0
+    for epoch in range(start, cfg.epochs):
+        t0 = time.time()
+        method.train()
+        train_loader.set_epoch(epoch)
+        sums: dict[str, torch.Tensor] = {}
+        trace: list[dict[str, torch.Tensor]] = []
+        for batch in train_loader:
+            batch = batch.to(device, non_blocking=pin)
+            optimizer.zero_grad(set_to_none=True)
+            with autocast(device, cfg.amp):
+                _, terms = method.terms(batch)
+            logs = method.backward(terms)
+            optimizer.step()
+            step_logs = {f"loss_{t.name}": t.loss.detach() for t in terms}
+            for t in terms:
+                step_logs.update({k: v for k, v in t.logs.items()})
+            step_logs.update(logs)
+            for k, v in step_logs.items():
+                v = v.detach().float()
+                if v.dim() == 0:
+                    sums[k] = sums[k] + v if k in sums else v.clone()
+            if cfg.trace:
+                trace.append({k: v.detach().float().cpu() for k, v in logs.items()})
+            if bar is not None:
+                bar.update(1)
+        row = {"epoch": epoch, "train": _mean_logs(sums, len(train_loader)),
+               "val": evaluate(method.model, val_loader, device, cfg.amp),
+               "test": evaluate(method.model, test_loader, device, cfg.amp),
+               "seconds": time.time() - t0}
+        if cfg.trace:
+            row["trace"] = {k: torch.stack([s[k] for s in trace]).tolist() for k in (trace[0] if trace else {})}
+        history.append(row)
+        if checkpoint is not None:
+            atomic_torch_save({"run_id": cfg.run_id(), "epoch": epoch, "history": history,
+                               "method": method.state_dict(), "optimizer": optimizer.state_dict(),
+                               "rng": rng_state(), "config": cfg.to_dict()}, Path(checkpoint))
+        done_now += 1
+        if stop_after is not None and done_now >= stop_after and epoch + 1 < cfg.epochs:
+            if bar is not None:
+                bar.close()
+            return {"config": cfg.to_dict(), "run_id": cfg.run_id(), "epochs": history, "final": None,
+                    "complete": False}
+    if bar is not None:
+        bar.close()
+    record = {"config": cfg.to_dict(), "run_id": cfg.run_id(), "split": split.name,
+              "epochs": history, "final": select(history, method.model.modalities),
+              "env": environment(device), "complete": True}
+    if keep_model:
+        record["_method"] = method
+    return record
