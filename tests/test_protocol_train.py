@@ -1,0 +1,150 @@
+"""Protocol splits, loaders, methods registry, trainer resume, records, collection and the CLI."""
+import json
+
+import pytest
+import torch
+
+from mmdg.__main__ import main
+from mmdg.data.base import TensorDataset, make_loader
+from mmdg.data.protocol import leave_one_domain_out, make_split
+from mmdg.experiments.collect import format_summary, load_runs, summarize
+from mmdg.experiments.results import read_record, write_record
+from mmdg.experiments.sweep import sweep
+from mmdg.methods import resolve
+from mmdg.train import RunConfig, select, train
+
+from conftest import MLP_ENCODERS
+
+
+def test_lodo_split_follows_reference_protocol(toy):
+    s = make_split(toy, "d1")
+    assert s.sources == ("d0", "d2") and s.name == "d0,d2->d1"
+    # train = source train splits, val = source test splits, test = target test split
+    tr0, tr2 = toy.dataset("d0", "train"), toy.dataset("d2", "train")
+    torch.testing.assert_close(s.train.inputs["a"], torch.cat([tr0.inputs["a"], tr2.inputs["a"]]))
+    torch.testing.assert_close(s.val.inputs["b"], torch.cat([toy.dataset("d0", "test").inputs["b"],
+                                                              toy.dataset("d2", "test").inputs["b"]]))
+    torch.testing.assert_close(s.test.inputs["a"], toy.dataset("d1", "test").inputs["a"])
+    # domain labels: source index for sources, -1 for the target
+    assert s.train.domain.tolist() == [0] * 48 + [1] * 48
+    assert set(s.test.domain.tolist()) == {-1}
+    assert [x.target for x in leave_one_domain_out(toy)] == ["d0", "d1", "d2"]
+
+
+def test_split_errors_name_the_domain(toy):
+    with pytest.raises(ValueError, match="unknown domain 'd9'.*d0"):
+        make_split(toy, "d9")
+    with pytest.raises(ValueError, match="also listed as a source"):
+        make_split(toy, "d0", sources=("d0", "d1"))
+
+
+def test_target_dataset_override_is_used(toy):
+    class AllClips(type(toy)):
+        def target_dataset(self, domain):
+            return TensorDataset.concat([self.dataset(domain, "train"), self.dataset(domain, "test")])
+    assert len(make_split(AllClips(), "d0").test) == 96
+
+
+def test_loader_order_depends_only_on_seed_and_epoch(toy):
+    ds = toy.dataset("d0", "train")
+    a, b = make_loader(ds, 10, shuffle=True, drop_last=True, seed=3), make_loader(ds, 10, shuffle=True,
+                                                                                   drop_last=True, seed=3)
+    a.set_epoch(2)
+    b.set_epoch(2)
+    la, lb = [x.label for x in a], [x.label for x in b]
+    assert len(la) == 4 and all(torch.equal(x, y) for x, y in zip(la, lb))
+    b.set_epoch(3)
+    assert not all(torch.equal(x, y.label) for x, y in zip(la, b))
+    with pytest.raises(ValueError, match="batch_size"):
+        make_loader(ds, 0)
+
+
+def test_resolve_methods_and_hparams():
+    objs, strat, hp = resolve("base", {"lambda_d": 1})
+    assert objs[1] == ("domain_adv", {"weight": 1.0, "hidden": 0}) and strat == ("sum", {})
+    with pytest.raises(KeyError, match="valid choices"):
+        resolve("nope")
+    with pytest.raises(KeyError, match="no hyperparameter.*lambda"):
+        resolve("erm", {"lambda_d": 0.1})
+    with pytest.raises(TypeError, match="'lambda_d'.*expects float"):
+        resolve("base", {"lambda_d": "big"})
+
+
+def test_selection_rule_best_val_later_epoch_wins_ties():
+    ep = [{"epoch": i, "val": {"acc": v, "acc_a": 0}, "test": {"acc": t, "acc_a": 0}}
+          for i, (v, t) in enumerate([(50, 40), (60, 41), (60, 39), (55, 70)])]
+    f = select(ep, ["a"])
+    assert (f["selected_epoch"], f["test_acc"]) == (2, 39)
+    assert (f["oracle_epoch"], f["oracle_test_acc"]) == (3, 70)
+
+
+def _cfg(**kw):
+    base = dict(target="d0", benchmark="toy", method="base", epochs=3, batch_size=16, encoders=MLP_ENCODERS)
+    base.update(kw)
+    return RunConfig(**base)
+
+
+def test_resume_gives_the_uninterrupted_result(tmp_path):
+    cfg = _cfg(head_dropout=0.2)  # dropout consumes RNG: resume must restore it
+    full = train(cfg, progress=False)
+    part = train(cfg, checkpoint=tmp_path / "c.pt", progress=False, stop_after=1)
+    assert part["complete"] is False and len(part["epochs"]) == 1
+    resumed = train(cfg, checkpoint=tmp_path / "c.pt", progress=False)
+    assert resumed["final"] == full["final"]
+    for a, b in zip(full["epochs"], resumed["epochs"]):
+        assert a["val"] == b["val"] and a["test"] == b["test"]
+        assert a["train"] == pytest.approx(b["train"], rel=1e-6)
+    with pytest.raises(ValueError, match="belongs to run"):
+        train(_cfg(lr=0.5), checkpoint=tmp_path / "c.pt", progress=False)
+
+
+def test_records_are_never_overwritten_silently(tmp_path):
+    p = write_record(tmp_path / "r.json", {"config": {}, "epochs": [], "final": {}})
+    with pytest.raises(FileExistsError, match="overwrite"):
+        write_record(p, {"config": {}, "epochs": [], "final": {}})
+    write_record(p, {"config": {"x": 1}, "epochs": [], "final": {}}, overwrite=True)
+    assert read_record(p)["config"] == {"x": 1}
+    assert [f.name for f in tmp_path.iterdir()] == ["r.json"]  # no temp files left
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ValueError, match="bad.json"):
+        read_record(tmp_path / "bad.json")
+
+
+def test_sweep_skips_done_runs_and_collects_a_table(tmp_path):
+    cfg = _cfg(epochs=2, method="erm")
+    paths = sweep(cfg, ["erm", "base"], ["d0", "d1"], [0, 1], tmp_path, progress=False, log=lambda s: None)
+    assert len(paths) == 8 and all(p.exists() for p in paths)
+    stamp = paths[0].stat().st_mtime_ns
+    logs = []
+    sweep(cfg, ["erm"], ["d0"], [0], tmp_path, progress=False, log=logs.append)
+    assert "skipped" in logs[0] and paths[0].stat().st_mtime_ns == stamp
+    runs = load_runs(tmp_path)
+    assert len(runs) == 8
+    summ = summarize(runs)
+    # independent computation of one cell: mean and sample std over seeds
+    sel = runs[(runs.method == "base") & (runs.target == "d1")]["test_acc"]
+    assert summ.loc["base", ("d1", "mean")] == pytest.approx(sel.mean())
+    assert summ.loc["base", ("d1", "std")] == pytest.approx(sel.std(ddof=1))
+    per_seed = runs[runs.method == "erm"].groupby("seed")["test_acc"].mean()
+    assert summ.loc["erm", ("avg", "mean")] == pytest.approx(per_seed.mean())
+    table = format_summary(summ)
+    assert list(table.columns) == ["d0", "d1", "avg", "seeds"] and " ± " in table.loc["erm", "avg"]
+
+
+def test_cli_train_collect_and_errors(tmp_path, capsys):
+    args = ["--benchmark", "toy", "--encoders", json.dumps(MLP_ENCODERS), "--epochs", "1",
+            "--results", str(tmp_path), "--quiet"]
+    assert main(["train", "--method", "base", "--target", "d2", *args]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert main(["train", "--method", "base", "--target", "d2", *args]) == 0
+    assert "exists" in capsys.readouterr().out
+    assert main(["collect", "--results", str(tmp_path)]) == 0
+    assert "base" in capsys.readouterr().out
+    assert main(["train", "--method", "gmpp", "--target", "d2", *args]) == 2
+    assert "valid choices" in capsys.readouterr().err
+    assert main(["train", "--method", "base", "--target", "d7", *args]) == 2
+    assert "unknown domain 'd7'" in capsys.readouterr().err
+    assert main(["train", "--method", "base", "--target", "d2", "--hp", "lambda_d=x", *args]) == 2
+    assert "expects float" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="epochs"):
+        _cfg(epochs=0)
