@@ -22,8 +22,8 @@ def repo_path(path: str | os.PathLike) -> Path:
     return p if p.is_absolute() else repo_root() / p
 
 
-def setup(seed: int = 0, threads: int | None = 2) -> torch.device:
-    """Seed, fix the CPU thread count (reproducible float reductions) and pick the device."""
+def setup(seed: int = 0, threads: int | None = 2) -> None:
+    """Seed, fix the CPU thread count (reproducible float reductions) and set plot/table styles."""
     import matplotlib.pyplot as plt
     import pandas as pd
     torch.manual_seed(seed)
@@ -32,4 +32,3 @@ def setup(seed: int = 0, threads: int | None = 2) -> torch.device:
     plt.rcParams.update({"figure.dpi": 90, "figure.figsize": (6.4, 3.6), "axes.grid": True,
                          "grid.alpha": 0.3})
     pd.set_option("display.precision", 2)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

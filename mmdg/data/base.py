@@ -7,6 +7,8 @@ file-backed benchmarks (EPIC-Kitchens, HAC) return ordinary map-style datasets.
 """
 from __future__ import annotations
 
+import inspect
+
 from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping, Sequence
 
@@ -229,4 +231,14 @@ BENCHMARKS = Registry("benchmark")
 
 def build_benchmark(name: str, **kwargs) -> Benchmark:
     """Construct a registered benchmark, e.g. ``build_benchmark("synth_foley", size="tiny")``."""
+    return BENCHMARKS.build(name, **kwargs)
+
+
+def benchmark_for_target(name: str, target: str, **kwargs) -> Benchmark:
+    """Like :func:`build_benchmark`, and for a benchmark with a ``target_domain`` argument (one whose
+    source-only effects, such as co-occurrences, must spare the held-out domain) set it to ``target``
+    unless ``kwargs`` already does."""
+    params = inspect.signature(BENCHMARKS.get(name)).parameters
+    if "target_domain" in params and kwargs.get("target_domain") is None:
+        kwargs = {**kwargs, "target_domain": target}
     return BENCHMARKS.build(name, **kwargs)

@@ -9,9 +9,18 @@ from .results import iter_records
 
 
 def load_runs(results_dir: Path) -> pd.DataFrame:
-    """One row per run record below ``results_dir``."""
+    """One row per complete run record below ``results_dir``."""
+    runs = runs_table(iter_records(results_dir))
+    if runs.empty:
+        raise FileNotFoundError(f"no complete run records found below {results_dir}")
+    return runs
+
+
+def runs_table(records) -> pd.DataFrame:
+    """One row per complete record; ``records`` yields records or (path, record) pairs."""
     rows = []
-    for path, rec in iter_records(results_dir):
+    for item in records:
+        path, rec = item if isinstance(item, tuple) else ("", item)
         if not rec.get("complete", True) or rec["final"] is None:
             continue
         cfg, env = rec["config"], rec.get("env", {})
@@ -20,8 +29,6 @@ def load_runs(results_dir: Path) -> pd.DataFrame:
                      "modalities": ",".join(cfg["modalities"] or []), "fusion": cfg["fusion"],
                      "device": env.get("device_name", ""), "commit": env.get("commit", ""),
                      "date": env.get("date", ""), "path": str(path), **rec["final"]})
-    if not rows:
-        raise FileNotFoundError(f"no complete run records found below {results_dir}")
     return pd.DataFrame(rows)
 
 
