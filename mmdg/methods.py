@@ -125,3 +125,51 @@ def build_method(name: str, model: MultimodalModel, num_domains: int, overrides:
                   model.classifier.out_dim, num_domains)
     objs = [build_objective(o, ctx, **kw) for o, kw in objectives]
     return Method(model, objs, build_strategy(strategy, **skw))
+
+
+# MER-DG (MER-DG.md §3): + lambda * sum_m MER(P_m(z^m)); mer_hidden=2048 is the paper's, smaller suits CPU.
+@plugin("mer", "MER-DG: + lambda_mer * sum over modalities of the Gaussian-entropy surrogate "
+        "(variance hinge + spectral log-det) on per-modality projector outputs (or the features).",
+        lambda_mer=3.0, mer_alpha_marg=1.0, mer_alpha_spec=1.0, mer_dim=128, mer_hidden=2048, mer_on="projector")
+def _mer_plugin(hp, objectives, strategy):
+    return objectives + [("mer", {"weight": hp["lambda_mer"], "alpha_marg": hp["mer_alpha_marg"],
+                                  "alpha_spec": hp["mer_alpha_spec"], "dim": hp["mer_dim"],
+                                  "hidden": hp["mer_hidden"], "on": hp["mer_on"]})], strategy
+
+
+@method("mer", "MER-DG variant A: late fusion (CE) + the MER plugin (same as 'erm+mer').", **PLUGINS["mer"][1])
+def _mer(hp):
+    return _mer_plugin(hp, *_erm(hp))
+
+
+# GMP (GMP.md §2): swap the strategy for gradient modulation + projection; needs a 'dom' term.
+# Table 4 ablations: gmp_ablation in mmdg.strategies.ABLATIONS ("igdm_only", "cagp_only", "unified",
+# "no_k", "no_p", "proj_cls", "proj_dom", "pcgrad", "reverse_cagp", "base", "full"), or set
+# gmp_modulate / gmp_project directly; gmp_variant="unimodal_heads" is the authors' later code path
+# (auxiliary unimodal heads, weight unimodal_weight, supply the modulated classification gradient).
+@plugin("gmp", "GMP: per-modality decoupled modulation (k from rho, p from sigma) and conflict-adaptive "
+        "projection of the classification and domain-adversarial encoder gradients; adds domain_adv "
+        "if the method has no 'dom' objective.",
+        lambda_d=0.3, disc_hidden=0, alpha_k=0.5, alpha_p=0.5, gmp_modulate="decoupled",
+        gmp_project="adaptive", gmp_ablation="", gmp_ogm_form=False, gmp_variant="paper",
+        unimodal_weight=3.0, gmp_engine="fast", gmp_log_every=0)
+def _gmp_plugin(hp, objectives, strategy):
+    from .objectives import OBJECTIVES
+    if strategy[0] != "sum":
+        raise ValueError(f"the gmp plugin replaces the 'sum' strategy; this method uses {strategy[0]!r}")
+    objectives = list(objectives)
+    if not any(OBJECTIVES.get(name).kind == "dom" for name, _ in objectives):
+        objectives.append(("domain_adv", {"weight": hp["lambda_d"], "hidden": hp["disc_hidden"]}))
+    if hp["gmp_variant"] == "unimodal_heads" and not any(name == "unimodal_heads" for name, _ in objectives):
+        objectives.append(("unimodal_heads", {"weight": hp["unimodal_weight"]}))
+    return objectives, ("gmp", {"alpha_k": hp["alpha_k"], "alpha_p": hp["alpha_p"],
+                                "modulate": hp["gmp_modulate"], "project": hp["gmp_project"],
+                                "ablation": hp["gmp_ablation"] or None,
+                                "ogm_form": hp["gmp_ogm_form"], "variant": hp["gmp_variant"],
+                                "engine": hp["gmp_engine"], "log_every": hp["gmp_log_every"]})
+
+
+@method("gmp", "GMP on its base (same as 'base+gmp'): L_c + lambda L_d with modulated, projected "
+        "encoder gradients.", **{**PLUGINS["gmp"][1], **METHODS["base"].hparams})
+def _gmp(hp):
+    return _gmp_plugin(hp, *_base(hp))

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .data import build_benchmark
+from .data.base import benchmark_for_target
 from .data.base import make_loader
 from .data.protocol import DGSplit, make_split
 from .experiments.results import atomic_torch_save
@@ -138,7 +138,8 @@ def evaluate(model: MultimodalModel, loader, device: torch.device, amp: bool = T
 
 def build_run(cfg: RunConfig, split: DGSplit | None = None, benchmark=None):
     """Benchmark split, model and method of a run, constructed deterministically from the seed."""
-    bench = benchmark if benchmark is not None else build_benchmark(cfg.benchmark, **cfg.benchmark_kwargs)
+    bench = (benchmark if benchmark is not None
+             else benchmark_for_target(cfg.benchmark, cfg.target, **cfg.benchmark_kwargs))
     split = split if split is not None else make_split(bench, cfg.target)
     mods = list(cfg.modalities or bench.modalities)
     unknown = [m for m in mods if m not in bench.modalities]
@@ -184,18 +185,35 @@ def select(epochs: list[dict], modalities: list[str]) -> dict:
     return final
 
 
-def _mean_logs(acc: dict[str, torch.Tensor], steps: int) -> dict[str, float]:
-    return {k: (v / steps).item() for k, v in acc.items()}
+def _mean_logs(acc: dict[str, torch.Tensor], steps: int | dict[str, int]) -> dict[str, float]:
+    """Epoch means; ``steps`` is the step count, or per key the number of steps that logged it
+    (a strategy may log only every few steps, e.g. GMP's ``gmp_log_every``)."""
+    return {k: (v / (steps[k] if isinstance(steps, dict) else steps)).item() for k, v in acc.items()}
+
+
+def _stack_trace(trace: list[dict[str, torch.Tensor]]) -> dict[str, list]:
+    """Per-step strategy logs as lists per key, with the step indices that logged them (``_step``)."""
+    logged = [(i, s) for i, s in enumerate(trace) if s]
+    if not logged:
+        return {}
+    keys = list(dict.fromkeys(k for _, s in logged for k in s))
+    out: dict[str, list] = {"_step": [i for i, _ in logged]}
+    for k in keys:
+        out[k] = [s[k].tolist() if k in s else float("nan") for _, s in logged]
+    return out
 
 
 def train(cfg: RunConfig, checkpoint: Path | None = None, progress: bool = True,
           benchmark=None, split: DGSplit | None = None, stop_after: int | None = None,
-          keep_model: bool = False) -> dict:
+          keep_model: bool = False, on_epoch_end=None) -> dict:
     """Run ``cfg``; checkpoint to ``checkpoint`` after every epoch and resume from it if present.
 
     ``stop_after`` ends the run after that many epochs of this call (to test
     resuming).  Returns the run record; with ``keep_model`` the trained method is
-    attached as ``record["_method"]`` (not serialised).
+    attached as ``record["_method"]`` (not serialised).  ``on_epoch_end(epoch, method, row)``,
+    if given, is called after each epoch's evaluation, before the checkpoint; it may add
+    JSON-ready entries to ``row`` (kept in the history) and runs with the RNG state saved
+    and restored, so it does not change the training run (e.g. ``mmdg.diagnostics.FeatureTracker``).
     """
     resolve(cfg.method, cfg.hparams)  # fail fast on bad names before building data
     device = resolve_device(cfg.device)
@@ -236,6 +254,7 @@ def train(cfg: RunConfig, checkpoint: Path | None = None, progress: bool = True,
         method.train()
         train_loader.set_epoch(epoch)
         sums: dict[str, torch.Tensor] = {}
+        counts: dict[str, int] = {}
         trace: list[dict[str, torch.Tensor]] = []
         for batch in train_loader:
             batch = batch.to(device, non_blocking=pin)
@@ -252,16 +271,21 @@ def train(cfg: RunConfig, checkpoint: Path | None = None, progress: bool = True,
                 v = v.detach().float()
                 if v.dim() == 0:
                     sums[k] = sums[k] + v if k in sums else v.clone()
+                    counts[k] = counts.get(k, 0) + 1
             if cfg.trace:
                 trace.append({k: v.detach().float().cpu() for k, v in logs.items()})
             if bar is not None:
                 bar.update(1)
-        row = {"epoch": epoch, "train": _mean_logs(sums, len(train_loader)),
+        row = {"epoch": epoch, "train": _mean_logs(sums, counts),
                "val": evaluate(method.model, val_loader, device, cfg.amp),
                "test": evaluate(method.model, test_loader, device, cfg.amp),
                "seconds": time.time() - t0}
         if cfg.trace:
-            row["trace"] = {k: torch.stack([s[k] for s in trace]).tolist() for k in (trace[0] if trace else {})}
+            row["trace"] = _stack_trace(trace)
+        if on_epoch_end is not None:
+            rng = rng_state()
+            on_epoch_end(epoch, method, row)
+            set_rng_state(rng)
         history.append(row)
         if checkpoint is not None:
             atomic_torch_save({"run_id": cfg.run_id(), "epoch": epoch, "history": history,

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torchaudio.functional as AF
 
-from mmdg.data.audio import log_mel
+from mmdg.data.audio import empty_mel_bands, log_mel
 
 CONFIGS = [(8000, 256, 80, 32), (8000, 256, 80, 40), (16000, 512, 160, 64)]
 
@@ -52,3 +52,15 @@ def test_pure_tone_peaks_in_its_mel_band(freq):
 def test_rejects_integer_waves():
     with pytest.raises(TypeError, match="floating-point"):
         log_mel(torch.zeros(100, dtype=torch.int16), 8000, 256, 80, 32)
+
+
+@pytest.mark.parametrize("sample_rate,n_fft,n_mels", [(8000, 256, 40), (8000, 256, 86), (8000, 256, 87),
+                                                      (8000, 256, 128), (16000, 512, 64), (16000, 512, 200)])
+def test_empty_mel_bands_counts_the_constant_bands(sample_rate, n_fft, n_mels):
+    wave = torch.randn(2, sample_rate // 4, generator=torch.Generator().manual_seed(1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        spec = log_mel(wave, sample_rate, n_fft, sample_rate // 100, n_mels)
+    constant = int((spec == math.log(1e-6)).all(-1).all(0).sum())  # bands that never see any power
+    assert empty_mel_bands(sample_rate, n_fft, n_mels) == constant
+    assert (constant == 0) == (n_mels in (40, 86, 64))

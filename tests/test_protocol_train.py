@@ -148,3 +148,35 @@ def test_cli_train_collect_and_errors(tmp_path, capsys):
     assert "expects float" in capsys.readouterr().err
     with pytest.raises(ValueError, match="epochs"):
         _cfg(epochs=0)
+
+
+def test_protocol_table_sizes(toy):
+    from mmdg.data import protocol_table
+    rows = protocol_table(toy)
+    assert [r["target"] for r in rows] == ["d0", "d1", "d2"]
+    assert rows[1]["sources"] == "d0 + d2"
+    assert all(r["train (source train)"] == 96 and r["val (source test)"] == 96 and r["test (target)"] == 48
+               for r in rows)
+
+
+def test_modality_table_and_trace_frame():
+    import pandas as pd
+    from mmdg.experiments.collect import modality_table, trace_frame
+    runs = pd.DataFrame([
+        {"method": "erm", "modalities": "a", "seed": 0, "target": "t1", "val_acc": 80.0, "test_acc": 60.0},
+        {"method": "erm", "modalities": "a", "seed": 0, "target": "t2", "val_acc": 90.0, "test_acc": 70.0},
+        {"method": "erm", "modalities": "a", "seed": 1, "target": "t1", "val_acc": 70.0, "test_acc": 50.0},
+        {"method": "base", "modalities": "a,b", "seed": 0, "target": "t1", "val_acc": 95.0, "test_acc": 75.0,
+         "val_acc_a": 85.0, "test_acc_a": 55.0, "val_acc_b": 40.0, "test_acc_b": 45.0}])
+    table = modality_table(runs)
+    # uni-a: seed 0 averages t1, t2 -> (85, 65); seed 1 -> (70, 50); mean ± sample std over seeds
+    assert table.loc["uni-a", "source (val)"] == "77.5 ± 10.6"
+    assert table.loc["uni-a", "target (test)"] == "57.5 ± 10.6"
+    assert table.loc["base: b branch", "target (test)"] == "45.0" and table.loc["base (fused)", "seeds"] == 1
+    rec = {"epochs": [{"epoch": 0, "trace": {"_step": [0, 2], "gmp/norm_c_audio": [1.0, 2.0]}},
+                      {"epoch": 1, "trace": {"_step": [0, 2], "gmp/norm_c_audio": [3.0, 4.0]}}]}
+    tf = trace_frame(rec)
+    assert list(tf["key"].unique()) == ["norm_c"] and list(tf["modality"].unique()) == ["audio"]
+    assert tf["t"].tolist() == [0.0, 2 / 3, 1.0, 1 + 2 / 3] and tf["value"].tolist() == [1.0, 2.0, 3.0, 4.0]
+    with pytest.raises(ValueError, match="trace"):
+        trace_frame({"epochs": [{"epoch": 0}]})

@@ -4,6 +4,7 @@ A thin wrapper around torchaudio, kept in one place so the backend can be swappe
 """
 from __future__ import annotations
 
+import warnings
 from functools import lru_cache
 
 import torch
@@ -32,3 +33,15 @@ def log_mel(wave: torch.Tensor, sample_rate: int, n_fft: int, hop_length: int, n
     transform = _mel_transform(int(sample_rate), int(n_fft), int(hop_length), int(n_mels),
                                str(wave.device), wave.dtype)
     return torch.log(transform(wave) + LOG_EPS)
+
+
+def empty_mel_bands(sample_rate: int, n_fft: int, n_mels: int) -> int:
+    """How many of :func:`log_mel`'s ``n_mels`` bands cover no FFT bin (their output is constant).
+
+    Too many bands for ``n_fft`` leave the lowest, narrowest filters between two bins.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torchaudio's "empty filterbank" warning: counted instead
+        fb = torchaudio.functional.melscale_fbanks(int(n_fft) // 2 + 1, 0.0, sample_rate / 2, int(n_mels),
+                                                   int(sample_rate))
+    return int((fb.max(0).values == 0).sum())

@@ -56,3 +56,16 @@ def leave_one_domain_out(benchmark: Benchmark) -> Iterator[DGSplit]:
     """Yield one split per domain of ``benchmark``, that domain held out."""
     for target in benchmark.domains:
         yield make_split(benchmark, target)
+
+
+def protocol_table(benchmark: Benchmark) -> list[dict]:
+    """One row per leave-one-domain-out split: sources, target and the sizes of train/val/test."""
+    sizes = {(d, s): len(benchmark.dataset(d, s)) for d in benchmark.domains for s in ("train", "test")}
+    rows = []
+    for target in benchmark.domains:
+        sources = [d for d in benchmark.domains if d != target]
+        rows.append({"target": target, "sources": " + ".join(sources),
+                     "train (source train)": sum(sizes[d, "train"] for d in sources),
+                     "val (source test)": sum(sizes[d, "test"] for d in sources),
+                     "test (target)": len(benchmark.target_dataset(target))})
+    return rows

@@ -18,7 +18,8 @@ from typing import Iterator, Sequence
 
 import torch
 
-from .audio import log_mel
+from ..experiments.results import atomic_torch_save
+from .audio import empty_mel_bands, log_mel
 from .base import BENCHMARKS, Benchmark, TensorDataset
 
 MOTIONS = ("right", "left", "up", "down", "expand", "rotate", "orbit", "oscillate")
@@ -131,7 +132,8 @@ class SynthFoley(Benchmark):
         size: preset ``"tiny"`` (unit tests), ``"cpu"`` (default, book chapters on a 2-core CPU) or
             ``"gpu"``; see ``PRESETS``.  The next eight arguments override single preset values.
         frames, height, width: video clip size (frames >= 2, height and width >= 8).
-        audio_seconds, sample_rate, n_mels: audio length (>= 0.1 s), rate (>= 8000 Hz) and mel bands.
+        audio_seconds, sample_rate, n_mels: audio length (>= 0.1 s), rate (>= 8000 Hz) and mel bands
+            (8 or more, and few enough that every band covers an FFT bin: at most 86 at 8000 Hz).
         train_per_domain, test_per_domain: split sizes (>= 1).
         modalities: the modalities to generate (default all three).
         cache_dir: optional folder for an on-disk cache (one ``.pt`` file per domain, split and
@@ -183,6 +185,9 @@ class SynthFoley(Benchmark):
                            cooccur_domains=sorted(cooccur_domains), target_domain=target_domain,
                            nuisance_strength=float(nuisance_strength), seed=int(seed), size=size,
                            **shape, version=FORMAT_VERSION)
+        if empty_mel_bands(shape["sample_rate"], self._n_fft(), shape["n_mels"]):
+            raise ValueError(f"SynthFoley: n_mels={shape['n_mels']} is too many for sample_rate "
+                             f"{shape['sample_rate']} (n_fft {self._n_fft()}): some mel bands would be empty")
         self.correlated_domains = tuple(d for d in DOMAINS if d in cooccur_domains and d != target_domain)
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self._factors: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
@@ -290,10 +295,7 @@ class SynthFoley(Benchmark):
             return torch.load(path, weights_only=True)
         x = torch.cat(list(self._render_chunks(domain, split, modality)))
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            torch.save(x, tmp)
-            tmp.replace(path)
+            atomic_torch_save(x, path)  # a private temporary file: concurrent writers do not clash
         return x
 
     def _render_chunks(self, domain: str, split: str, modality: str) -> Iterator[torch.Tensor]:

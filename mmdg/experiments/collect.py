@@ -64,3 +64,56 @@ def format_summary(summary: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
                     for a, b in zip(m, s)]
     table["seeds"] = summary[("n_seeds", "")]
     return table
+
+
+def _pm(values: pd.Series, digits: int) -> str:
+    m, s = values.mean(), values.std(ddof=1)
+    return f"{m:.{digits}f}" if pd.isna(s) else f"{m:.{digits}f} ± {s:.{digits}f}"
+
+
+def modality_table(runs: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
+    """Source-validation and target accuracy of each model and of each modality branch (GMP Table 1 style).
+
+    Single-modality runs give a row ``uni-<modality>``; multimodal runs give ``<method> (fused)`` and
+    ``<method>: <modality> branch`` (the argmax of that modality's logit share).  Values are
+    averaged over targets within each seed, then shown as mean ± std over seeds.
+    """
+    entries = []
+    for _, r in runs.iterrows():
+        mods = [m for m in str(r["modalities"]).split(",") if m]
+        if len(mods) == 1:
+            entries.append((f"uni-{mods[0]}", r, "val_acc", "test_acc"))
+            continue
+        entries.append((f"{r['method']} (fused)", r, "val_acc", "test_acc"))
+        for m in mods or [c[len("test_acc_"):] for c in runs.columns if c.startswith("test_acc_") and pd.notna(r[c])]:
+            entries.append((f"{r['method']}: {m} branch", r, f"val_acc_{m}", f"test_acc_{m}"))
+    long = pd.DataFrame([{"model": name, "seed": r["seed"], "target": r["target"],
+                          "source (val)": r[v], "target (test)": r[t]} for name, r, v, t in entries])
+    per_seed = long.groupby(["model", "seed"], sort=False)[["source (val)", "target (test)"]].mean()
+    table = per_seed.groupby(level="model", sort=False).agg(lambda s: _pm(s, digits))
+    table["seeds"] = per_seed.groupby(level="model", sort=False).size()
+    return table
+
+
+def trace_frame(record: dict) -> pd.DataFrame:
+    """Per-step strategy logs of a run with ``trace=True``: columns epoch, step, t, key, modality, value.
+
+    ``t`` is the fractional epoch (``epoch + step / steps logged that epoch``); keys such as
+    ``gmp/norm_c_audio`` are split into key ``norm_c`` and modality ``audio``.
+    """
+    rows = []
+    for e in record["epochs"]:
+        trace = e.get("trace") or {}
+        steps = trace.get("_step", [])
+        span = max(steps, default=0) + 1
+        for name, values in trace.items():
+            if name == "_step":
+                continue
+            key, _, mod = name.split("/")[-1].rpartition("_")
+            for step, v in zip(steps, values):
+                rows.append({"epoch": e["epoch"], "step": step, "t": e["epoch"] + step / span,
+                             "key": key, "modality": mod, "value": v})
+    if not rows:
+        raise ValueError("the record holds no per-step trace: run it with RunConfig(trace=True) and a "
+                         "strategy that logs (e.g. hparams gmp_log_every=1)")
+    return pd.DataFrame(rows)

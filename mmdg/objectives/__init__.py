@@ -1,5 +1,9 @@
 """Objectives (losses) a method is composed of."""
 from . import core  # noqa: F401  (registers ce, domain_adv, unimodal_ce)
+from . import unimodal_heads  # noqa: F401  (registers unimodal_heads, GMP's authors' variant)
+from .mer import MER, effective_rank, gaussian_entropy, marginal_entropy_loss, mer_loss, mer_parts, spectral_entropy_loss  # noqa: F401
 from .base import OBJECTIVES, Context, Objective, Term, build_objective, true_class_prob
 
-__all__ = ["OBJECTIVES", "Context", "Objective", "Term", "build_objective", "true_class_prob"]
+__all__ = ["OBJECTIVES", "Context", "Objective", "Term", "build_objective", "true_class_prob",
+           "MER", "mer_loss", "mer_parts", "marginal_entropy_loss", "spectral_entropy_loss",
+           "gaussian_entropy", "effective_rank"]
