@@ -19,3 +19,13 @@ def test_run_diagnosed_records_and_reuses(tmp_path):
     tracked = tracked_table([rec])
     assert len(tracked) == 2 * 2 * 2  # epochs x sets x modalities
     assert set(tracked["set"]) == {"train", "target"}
+
+
+def test_seed_summary_averages_targets_then_seeds():
+    import pandas as pd
+    from mmdg.experiments.diagnosed import seed_summary
+    t = pd.DataFrame({"label": ["erm"] * 4 + ["uni-a"], "modality": ["a"] * 5, "seed": [0, 0, 1, 1, 0],
+                      "target": ["x", "y", "x", "y", "x"], "probe_target": [10.0, 30.0, 40.0, 60.0, 5.0]})
+    s = seed_summary(t, "probe_target")
+    # erm: seed means 20 and 50 -> 35 ± 21.2 (sample std); uni-a: one seed -> no ±
+    assert s.loc["erm", "a"] == "35.0 ± 21.2" and s.loc["uni-a", "a"] == "5.0"

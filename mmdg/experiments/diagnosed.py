@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Mapping
 
 import pandas as pd
 
@@ -53,9 +54,8 @@ def diagnostics_table(records, label=lambda rec: rec["config"]["method"]) -> pd.
     rows = []
     for rec in records:
         diag, cfg = rec["diagnostics"], rec["config"]
-        for m, probe in diag["probe"].items():
-            if m == "concat":
-                continue
+        for m in cfg["modalities"] or [k for k in diag["probe"] if k != "concat"]:
+            probe = diag["probe"][m]
             row = {"label": label(rec), "target": cfg["target"], "seed": cfg["seed"], "modality": m,
                    "probe_val": probe["val"], "probe_target": probe["target"]}
             for s in ("train", "target"):
@@ -91,7 +91,11 @@ def run_label(rec: dict) -> str:
 def fusion_overfitting_runs(base: RunConfig, targets, seeds, results_dir: Path | None = None,
                             methods=("erm", "erm+mer"), unimodal: bool = True, progress: bool = False) -> list[dict]:
     """Diagnosed runs per target and seed: each modality alone (method ``erm``, if ``unimodal``),
-    then every method in ``methods`` on all modalities of ``base``; existing records are reused."""
+    then every method in ``methods`` on all modalities of ``base``; existing records are reused.
+
+    ``methods`` is a list of names (run with ``base.hparams``) or a mapping name -> hparams.
+    """
+    methods = dict(methods) if isinstance(methods, Mapping) else {m: base.hparams for m in methods}
     mods = list(base.modalities) if base.modalities else None
     records = []
     for target in targets:
@@ -101,8 +105,20 @@ def fusion_overfitting_runs(base: RunConfig, targets, seeds, results_dir: Path |
                 if mods is None:
                     raise ValueError("fusion_overfitting_runs with unimodal=True needs base.modalities")
                 for m in mods:
-                    records.append(run_diagnosed(replace(cfg, method="erm", modalities=[m]), results_dir,
-                                                 progress=progress))
-            for method in methods:
-                records.append(run_diagnosed(replace(cfg, method=method), results_dir, progress=progress))
+                    records.append(run_diagnosed(replace(cfg, method="erm", modalities=[m], hparams={}),
+                                                 results_dir, progress=progress))
+            for method, hparams in methods.items():
+                records.append(run_diagnosed(replace(cfg, method=method, hparams=dict(hparams)), results_dir,
+                                             progress=progress))
     return records
+
+
+def seed_summary(table: pd.DataFrame, value: str, rows: str = "label", cols: str = "modality",
+                 digits: int = 1) -> pd.DataFrame:
+    """``mean ± std`` over seeds of ``value`` averaged over targets within each seed, as rows x cols."""
+    per_seed = table.groupby([rows, cols, "seed"], sort=False)[value].mean()
+    stats = per_seed.groupby(level=[rows, cols], sort=False).agg(["mean", "std"])
+    text = [f"{m:.{digits}f}" if pd.isna(s) else f"{m:.{digits}f} ± {s:.{digits}f}"
+            for m, s in zip(stats["mean"], stats["std"])]
+    out = pd.Series(text, index=stats.index).unstack(cols).fillna("–")
+    return out.reindex(index=list(dict.fromkeys(table[rows])), columns=list(dict.fromkeys(table[cols])))
