@@ -1,6 +1,7 @@
 """Collect run records into pandas tables: per target domain + average, mean ± std over seeds."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -27,6 +28,8 @@ def runs_table(records) -> pd.DataFrame:
         rows.append({"benchmark": cfg["benchmark"], "method": cfg["method"], "target": cfg["target"],
                      "seed": cfg["seed"], "run_id": rec["run_id"], "epochs": len(rec["epochs"]),
                      "modalities": ",".join(cfg["modalities"] or []), "fusion": cfg["fusion"],
+                     "bench_kwargs": json.dumps(cfg["benchmark_kwargs"], sort_keys=True),
+                     "hparams": json.dumps(cfg["hparams"], sort_keys=True), "trace": cfg.get("trace", False),
                      "device": env.get("device_name", ""), "commit": env.get("commit", ""),
                      "date": env.get("date", ""), "path": str(path), **rec["final"]})
     return pd.DataFrame(rows)
