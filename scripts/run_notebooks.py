@@ -62,6 +62,8 @@ def finish(path: Path, golden: bool) -> None:
         for key in VOLATILE_CELL_KEYS:
             cell.metadata.pop(key, None)
         tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags:
+            cell.id = "injected-parameters"  # papermill draws a random id; keep goldens stable
         if not golden and ("parameters" in tags or "injected-parameters" in tags) and "remove-cell" not in tags:
             cell.metadata["tags"] = tags + ["remove-cell"]
     nbformat.write(nb, path)
