@@ -173,3 +173,52 @@ def _gmp_plugin(hp, objectives, strategy):
         "encoder gradients.", **{**PLUGINS["gmp"][1], **METHODS["base"].hparams})
 def _gmp(hp):
     return _gmp_plugin(hp, *_base(hp))
+
+
+# ------------------------------------------------------------------------------------------------
+# SimMMDG and RNA-Net (mmdg/objectives/mmdg_methods.py).  Defaults are the released SimMMDG
+# script's (SIMMMDG_PIPELINE_AND_PEERS.md §1.5/§1.6): alpha_contrast 3.0, temp 0.1 with SupCon's
+# base_temperature left at 0.07 (loss scaled by 0.1/0.07; con_base_temp=0.0 removes the quirk),
+# projector hidden 2048 / out 128 with BatchNorm, alpha_trans 0.1, trans_hidden_num 2048, dropout
+# 0.5, explore_loss_coeff 0.7.  Hidden widths of 2048 are the paper's; smaller suit CPU.
+# RNA-Net's weight (lambda_rna = 1.0) is not in the notes (no code released): a stated choice.
+
+def _check_hp(method_name: str, hp: dict, positive=(), nonnegative=(), ints=()) -> None:
+    for k in positive:
+        if not hp[k] > 0:
+            raise ValueError(f"{method_name}: hyperparameter {k!r} must be > 0, got {hp[k]!r}")
+    for k in nonnegative:
+        if not hp[k] >= 0:
+            raise ValueError(f"{method_name}: hyperparameter {k!r} must be >= 0, got {hp[k]!r}")
+    for k in ints:
+        if not isinstance(hp[k], int) or hp[k] < 1:
+            raise ValueError(f"{method_name}: hyperparameter {k!r} must be an int >= 1, got {hp[k]!r}")
+
+
+@method("simmmdg", "SimMMDG: CE + alpha_con SupCon on projected shared halves + beta_dist (-MSE(shared, "
+        "specific)) + alpha_trans cross-modal translation; strategy sum.",
+        alpha_con=3.0, con_temp=0.1, con_base_temp=0.07, con_dim=128, con_hidden=2048, con_norm="batch",
+        beta_dist=0.7, alpha_trans=0.1, trans_hidden=2048, trans_dropout=0.5)
+def _simmmdg(hp):
+    _check_hp("simmmdg", hp, positive=("con_temp",),
+              nonnegative=("alpha_con", "con_base_temp", "beta_dist", "alpha_trans", "trans_dropout"),
+              ints=("con_dim", "con_hidden", "trans_hidden"))
+    if not hp["trans_dropout"] < 1:
+        raise ValueError(f"simmmdg: hyperparameter 'trans_dropout' must be < 1, got {hp['trans_dropout']!r}")
+    if hp["con_norm"] not in ("batch", "layer", "none"):
+        raise ValueError(f"simmmdg: hyperparameter 'con_norm' must be 'batch', 'layer' or 'none', "
+                         f"got {hp['con_norm']!r}")
+    return [("ce", {}),
+            ("supcon_shared", {"weight": hp["alpha_con"], "temperature": hp["con_temp"],
+                               "base_temperature": hp["con_base_temp"] or None, "dim": hp["con_dim"],
+                               "hidden": hp["con_hidden"], "norm": hp["con_norm"]}),
+            ("ss_distance", {"weight": hp["beta_dist"]}),
+            ("translation", {"weight": hp["alpha_trans"], "hidden": hp["trans_hidden"],
+                             "dropout": hp["trans_dropout"]})], ("sum", {})
+
+
+@method("rna", "RNA-Net: CE + lambda_rna (mean|f_a| / mean|f_b| - 1)^2 on the encoder features; strategy sum.",
+        lambda_rna=1.0)
+def _rna(hp):
+    _check_hp("rna", hp, nonnegative=("lambda_rna",))
+    return [("ce", {}), ("rna", {"weight": hp["lambda_rna"]})], ("sum", {})
