@@ -180,3 +180,17 @@ def test_modality_table_and_trace_frame():
     assert tf["t"].tolist() == [0.0, 2 / 3, 1.0, 1 + 2 / 3] and tf["value"].tolist() == [1.0, 2.0, 3.0, 4.0]
     with pytest.raises(ValueError, match="trace"):
         trace_frame({"epochs": [{"epoch": 0}]})
+
+
+def test_provenance_names_devices_commits_dates_and_seeds():
+    import pandas as pd
+    from mmdg.experiments.collect import provenance
+    runs = pd.DataFrame({"device": ["cpu", "NVIDIA H200", "cpu"], "commit": ["abc1234", "abc1234", "def5678"],
+                         "date": ["2026-12-01 10:00:00 UTC", "2026-12-02 09:00:00 UTC", "2026-12-01 11:00:00 UTC"],
+                         "seed": [1, 0, 1]})
+    text = provenance(runs)
+    assert text == ("Measured: 3 runs on NVIDIA H200, cpu, code commit abc1234, def5678, "
+                    "2026-12-01 to 2026-12-02; seeds [0, 1].")
+    assert provenance(runs.iloc[[0, 2]]) == "Measured: 2 runs on cpu, code commit abc1234, def5678, 2026-12-01; seeds [1]."
+    with pytest.raises(ValueError, match="empty"):
+        provenance(runs.iloc[[]])

@@ -120,3 +120,18 @@ def trace_frame(record: dict) -> pd.DataFrame:
         raise ValueError("the record holds no per-step trace: run it with RunConfig(trace=True) and a "
                          "strategy that logs (e.g. hparams gmp_log_every=1)")
     return pd.DataFrame(rows)
+
+
+def provenance(runs: pd.DataFrame) -> str:
+    """Where a table's numbers come from: run count, devices, code commits and dates of its records."""
+    if runs.empty:
+        raise ValueError("provenance: the runs table is empty")
+
+    def listed(column: str) -> str:
+        values = sorted({str(v) for v in runs[column] if str(v)})
+        return ", ".join(values) if values else "unknown"
+
+    dates = sorted(str(d) for d in runs["date"] if str(d))
+    span = (dates[0][:10] if dates[0][:10] == dates[-1][:10] else f"{dates[0][:10]} to {dates[-1][:10]}") if dates else "unknown"
+    return (f"Measured: {len(runs)} runs on {listed('device')}, code commit {listed('commit')}, "
+            f"{span}; seeds {sorted(set(int(s) for s in runs['seed']))}.")
