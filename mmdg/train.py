@@ -302,6 +302,8 @@ def train(cfg: RunConfig, checkpoint: Path | None = None, progress: bool = True,
     record = {"config": cfg.to_dict(), "run_id": cfg.run_id(), "split": split.name,
               "epochs": history, "final": select(history, method.model.modalities),
               "env": environment(device), "complete": True}
+    if callable(getattr(bench, "skipped_samples", None)):  # file-backed benchmarks: samples skipped for bad media
+        record["skipped_samples"] = bench.skipped_samples()
     if keep_model:
         record["_method"] = method
     return record
