@@ -222,3 +222,65 @@ def _simmmdg(hp):
 def _rna(hp):
     _check_hp("rna", hp, nonnegative=("lambda_rna",))
     return [("ce", {}), ("rna", {"weight": hp["lambda_rna"]})], ("sum", {})
+
+
+# ------------------------------------------------------------------------------------------------
+# Gradient-balancing baselines (GMP Table 2; SIMMMDG_PIPELINE_AND_PEERS.md §4): mmdg/strategies/
+# ogm_ge.py, pcgrad.py, mmpareto.py, agm.py, grad_blending.py.  Each is the original method on
+# cross-entropy; lambda_d > 0 adds GMP's domain-adversarial term (GMP's "Base" + the method).
+# Defaults: OGM-GE alpha 0.1 and epochs 0-50 (its README), GE on; MMPareto gamma 1.5 with
+# unimodal heads of weight 1; PCGrad sum (Yu et al.); AGM alpha 1.0 (not in our notes: a stated
+# choice).  +gmp needs the 'sum' strategy and refuses all but grad_blending (an objective weighting,
+# which +gmp then modulates like any 'cls' term).
+
+def _with_domain(name: str, hp: dict, objectives: list[Spec]) -> list[Spec]:
+    _check_hp(name, hp, nonnegative=("lambda_d",))
+    if hp["lambda_d"] > 0:
+        return objectives + [("domain_adv", {"weight": hp["lambda_d"], "hidden": hp["disc_hidden"]})]
+    return objectives
+
+
+@method("ogm_ge", "OGM-GE: CE; the dominant modality's encoder gradient is scaled by "
+        "1 - tanh(alpha (rho - 1)) from the logit-share confidence ratio, plus Gaussian noise (GE).",
+        ogm_alpha=0.1, ogm_ge=True, ogm_conv_only=False, modulation_starts=0, modulation_ends=50,
+        ogm_literal=False, lambda_d=0.0, disc_hidden=0)
+def _ogm_ge(hp):
+    return _with_domain("ogm_ge", hp, [("ce", {})]), ("ogm_ge", {
+        "alpha": hp["ogm_alpha"], "ge": hp["ogm_ge"], "conv_only": hp["ogm_conv_only"],
+        "modulation_starts": hp["modulation_starts"], "modulation_ends": hp["modulation_ends"],
+        "literal": hp["ogm_literal"]})
+
+
+@method("pcgrad", "PCGrad across the terms (fused CE, unimodal CE on the logit shares): conflicting "
+        "task gradients projected onto each other's normal plane on the shared parameters.",
+        uni_weight=1.0, pcgrad_reduction="sum", lambda_d=0.0, disc_hidden=0)
+def _pcgrad(hp):
+    _check_hp("pcgrad", hp, positive=("uni_weight",))
+    return (_with_domain("pcgrad", hp, [("ce", {}), ("unimodal_ce", {"weight": hp["uni_weight"]})]),
+            ("pcgrad", {"reduction": hp["pcgrad_reduction"]}))
+
+
+@method("mmpareto", "MMPareto: CE + unimodal heads; per encoder, Pareto (min-norm) integration of "
+        "the multimodal and unimodal gradients when they conflict, norm floor, times gamma.",
+        uni_weight=1.0, mmpareto_gamma=1.5, lambda_d=0.0, disc_hidden=0)
+def _mmpareto(hp):
+    _check_hp("mmpareto", hp, positive=("uni_weight",))
+    return (_with_domain("mmpareto", hp, [("ce", {}), ("unimodal_heads", {"weight": hp["uni_weight"]})]),
+            ("mmpareto", {"gamma": hp["mmpareto_gamma"], "uni_terms": ["unimodal_heads"]}))
+
+
+@method("agm", "AGM: CE; each encoder's classification gradient scaled by exp(alpha (opt - ratio)) "
+        "from Shapley-style mono-modal responses against their running average.",
+        agm_alpha=1.0, lambda_d=0.0, disc_hidden=0)
+def _agm(hp):
+    return _with_domain("agm", hp, [("ce", {})]), ("agm", {"alpha": hp["agm_alpha"]})
+
+
+@method("grad_blending", "Gradient-Blending: fused + unimodal heads' CE weighted by dG/dO^2 estimated "
+        "each epoch from train vs source-validation losses (strategy sum).",
+        gb_heads="aux")
+def _grad_blending(hp):
+    # no lambda_d here: it would override the gmp plugin's default (0.3) in 'grad_blending+gmp'
+    if hp["gb_heads"] not in ("aux", "shares"):
+        raise ValueError(f"grad_blending: hyperparameter 'gb_heads' must be 'aux' or 'shares', got {hp['gb_heads']!r}")
+    return [("grad_blending", {"heads": hp["gb_heads"]})], ("sum", {})

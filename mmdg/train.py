@@ -282,6 +282,9 @@ def train(cfg: RunConfig, checkpoint: Path | None = None, progress: bool = True,
                "seconds": time.time() - t0}
         if cfg.trace:
             row["trace"] = _stack_trace(trace)
+        for part in (method.strategy, *method.objectives):   # epoch hooks (Grad-Blending, OGM-GE's window)
+            if hasattr(part, "epoch_end"):
+                part.epoch_end(epoch, method, row, val_loader)
         if on_epoch_end is not None:
             rng = rng_state()
             on_epoch_end(epoch, method, row)

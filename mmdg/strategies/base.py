@@ -17,6 +17,9 @@ STRATEGIES = Registry("strategy")
 
 
 class Strategy:
+    """A strategy may also define ``epoch_end(epoch, method, row, val_loader)``: the trainer calls
+    it after each epoch's evaluation, before the checkpoint (objectives may define it too)."""
+
     name = ""
 
     def backward(self, terms: list[Term], model: MultimodalModel,

@@ -66,6 +66,7 @@ from torch import nn
 
 from ..models.model import MultimodalModel
 from ..objectives.base import Term
+from ._grads import _accumulate, _flat, _sum_loss
 from .base import STRATEGIES, Strategy
 
 MODULATE = ("decoupled", "unified", "k_only", "p_only", "none")
@@ -272,27 +273,6 @@ def plan(q_sums: torch.Tensor, c_sums: torch.Tensor, dot: torch.Tensor, nc: torc
 
 
 # ------------------------------------------------------------------------- strategy
-def _flat(grads, params, device: torch.device) -> torch.Tensor:
-    """Concatenate gradients (None -> zeros) into one 1-D vector on ``device``."""
-    if not params:
-        return torch.zeros(0, device=device)
-    return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
-                      for g, p in zip(grads, params)])
-
-
-def _accumulate(p: nn.Parameter, g: torch.Tensor) -> None:
-    if p.grad is None:
-        p.grad = g if g.dtype == p.dtype else g.to(p.dtype)
-    else:
-        p.grad.add_(g)
-
-
-def _sum_loss(terms: list[Term]) -> torch.Tensor | None:
-    if not terms:
-        return None
-    return torch.stack([t.loss if t.loss.dtype == torch.float64 else t.loss.float() for t in terms]).sum()
-
-
 @STRATEGIES.register("gmp")
 class GMP(Strategy):
     """GMP as a gradient strategy (plugs into any method that has a ``dom`` term).

@@ -1,0 +1,83 @@
+"""Small gradient helpers shared by the strategies (GMP and the balancing baselines).
+
+Strategies take gradients with ``torch.autograd.grad`` (never ``.backward()`` on a
+partial loss, so nothing leaks into ``.grad``) and write the result with
+:func:`_accumulate`.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..models.model import MultimodalModel
+from ..objectives.base import Term
+
+
+def _flat(grads, params, device: torch.device) -> torch.Tensor:
+    """Concatenate gradients (None -> zeros) into one 1-D vector on ``device``."""
+    if not params:
+        return torch.zeros(0, device=device)
+    return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
+                      for g, p in zip(grads, params)])
+
+
+def _accumulate(p: nn.Parameter, g: torch.Tensor) -> None:
+    if p.grad is None:
+        p.grad = g if g.dtype == p.dtype else g.to(p.dtype)
+    else:
+        p.grad.add_(g)
+
+
+def _sum_loss(terms: list[Term]) -> torch.Tensor | None:
+    if not terms:
+        return None
+    return torch.stack([t.loss if t.loss.dtype == torch.float64 else t.loss.float() for t in terms]).sum()
+
+
+def split_params(model: MultimodalModel, params: list[nn.Parameter]):
+    """(encoders, heads): trainable encoder parameters per modality, and every other parameter."""
+    enc = model.encoder_parameters()
+    ids = {id(p) for ps in enc.values() for p in ps}
+    return enc, [p for p in params if id(p) not in ids]
+
+
+def grads_of(loss: torch.Tensor | None, params: list[nn.Parameter], retain: bool) -> list:
+    """d loss / d params (None where a parameter is unused, or for every one if ``loss`` is None)."""
+    if loss is None or not params:
+        return [None] * len(params)
+    return list(torch.autograd.grad(loss, params, retain_graph=retain, allow_unused=True))
+
+
+def add_grads(*grads):
+    """Elementwise sum of gradient lists, keeping None where every list has None."""
+    out = []
+    for parts in zip(*grads):
+        parts = [g for g in parts if g is not None]
+        out.append(None if not parts else parts[0] if len(parts) == 1 else torch.stack(parts).sum(0))
+    return out
+
+
+def write_grads(params: list[nn.Parameter], grads) -> None:
+    for p, g in zip(params, grads):
+        if g is not None:
+            _accumulate(p, g)
+
+
+def class_confidence(terms: list[Term], who: str) -> dict[str, torch.Tensor]:
+    """q^m of the fused classification term: the term named ``ce`` if present, else the first
+    ``cls`` term with confidences (softmax of each modality's logit share at the true class)."""
+    cls = [t for t in terms if t.kind == "cls" and t.confidence]
+    if not cls:
+        names = [f"{t.name} ({t.kind})" for t in terms]
+        raise ValueError(f"{who} needs a 'cls' term with per-modality confidences (e.g. the 'ce' "
+                         f"objective); this method's terms are {names}")
+    return next((t for t in cls if t.name == "ce"), cls[0]).confidence
+
+
+def check_number(who: str, name: str, value, low: float = 0.0, strict: bool = False) -> float:
+    """A finite real number >= low (> low if strict); a clear error otherwise."""
+    ok = (not isinstance(value, bool) and isinstance(value, (int, float)) and value == value
+          and abs(value) != float("inf") and (value > low if strict else value >= low))
+    if not ok:
+        raise ValueError(f"{who} {name} must be a finite number {'>' if strict else '>='} {low}, got {value!r}")
+    return float(value)
