@@ -153,30 +153,36 @@ def test_pcgrad_strategy_opposite_terms_cancel_on_shared_parameters():
 
 
 def test_pcgrad_method_matches_float64_reference_and_task_specific_params_get_plain_gradient():
-    m = _method("pcgrad", {"lambda_d": 0.3})            # terms: ce, unimodal_ce, domain_adv
+    # terms: ce, unimodal_ce, domain_adv, mer (half of the ordered task pairs conflict here)
+    m = _method("pcgrad+mer", {"lambda_d": 0.3, "mer_hidden": 8, "mer_dim": 4})
     batch = _batch()
     torch.manual_seed(5)
-    got, _ = _grads(m, batch)
+    got, logs = _grads(m, batch)
+    assert 0 < logs["pcgrad/conflicts"] < 1
     # reference: per-term gradients, shared = reached by >= 2 terms, projection in the drawn order
     params = m.trainable_parameters()
     _, terms = m.terms(batch)
+    n_tasks = len(terms)
     raw = [torch.autograd.grad(t.loss, params, retain_graph=True, allow_unused=True) for t in terms]
     shared = [j for j in range(len(params)) if sum(r[j] is not None for r in raw) >= 2]
     flats = [torch.cat([(r[j] if r[j] is not None else torch.zeros_like(params[j])).reshape(-1) for j in shared])
              for r in raw]
     torch.manual_seed(5)
     orders = []
-    for i in range(3):
-        others = [j for j in range(3) if j != i]
-        orders.append([others[k] for k in torch.randperm(2).tolist()])
+    for i in range(n_tasks):
+        others = [j for j in range(n_tasks) if j != i]
+        orders.append([others[k] for k in torch.randperm(n_tasks - 1).tolist()])
     total = torch.zeros_like(flats[0])
-    for i in range(3):
+    projected = 0
+    for i in range(n_tasks):
         g = flats[i].clone()
         for j in orders[i]:
             d = g @ flats[j]
             if d < 0:
                 g = g - d / (flats[j] @ flats[j]) * flats[j]
+                projected += 1
         total += g
+    assert projected > 0
     off = 0
     for j in shared:
         n = params[j].numel()
@@ -187,12 +193,12 @@ def test_pcgrad_method_matches_float64_reference_and_task_specific_params_get_pl
     for j in disc:
         want = sum(r[j] for r in raw if r[j] is not None)
         torch.testing.assert_close(got[j], want, rtol=1e-12, atol=1e-12)
-    # mean = sum / 3 on the shared parameters
+    # mean = sum / (number of tasks) on the shared parameters
     m.strategy = build_strategy("pcgrad", reduction="mean")
     torch.manual_seed(5)
     mean, _ = _grads(m, batch)
     for j in shared:
-        torch.testing.assert_close(mean[j], got[j] / 3, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(mean[j], got[j] / n_tasks, rtol=1e-12, atol=1e-14)
 
 
 def test_pcgrad_bad_reduction_is_named():
