@@ -174,8 +174,8 @@ def test_epic_eval_sample_reads_the_right_frames_and_audio(epic_root, monkeypatc
     ds = bench.dataset("D2", "test")
     seg = ds.segments[1]
     read = []
-    real = media.read_jpeg
-    monkeypatch.setattr(media, "read_jpeg", lambda p, gray=False: read.append(str(p)) or real(p, gray))
+    real = media.read_jpeg_array
+    monkeypatch.setattr(media, "read_jpeg_array", lambda p, gray=False: read.append(str(p)) or real(p, gray))
     sample = ds[1]
     rgb_dir = epic_root / "rgb" / "test" / "D2" / seg.video_id
     total = seg.stop_frame - seg.start_frame                     # 20..30 frames, clip spans 8
@@ -187,7 +187,8 @@ def test_epic_eval_sample_reads_the_right_frames_and_audio(epic_root, monkeypatc
     flow_dir = epic_root / "flow" / "test" / "D2" / seg.video_id
     want_flow = [str(flow_dir / c / FRAME.format(fstart + (flow_first + 4 * k) % flow_total))
                  for c in ("u", "v") for k in range(2)]
-    assert read == want_rgb + want_flow
+    assert read == list(dict.fromkeys(want_rgb)) + list(dict.fromkeys(want_flow[:2])) + list(
+        dict.fromkeys(want_flow[2:]))                             # each distinct frame decoded once
     assert sample["label"] == seg.label
     # audio: the whole wav cut at the timestamps, first 16000 samples (tiled), reference spectrogram
     wave, rate = soundfile.read(str(rgb_dir) + ".wav", dtype="float64")
@@ -334,3 +335,44 @@ def test_cli_trains_one_epoch_of_gmp(benchmark, target, fixture, request, tmp_pa
     target_size = 3 if benchmark == "epic_kitchens" else 4   # HAC: the target's test + train lists
     assert epoch["test"]["n"] == target_size and epoch["val"]["n"] == 2 * (3 if benchmark == "epic_kitchens" else 2)
     assert math.isfinite(epoch["train"]["loss_ce"])
+
+
+# ---------------------------------------------------------------- reference checkpoints
+
+def test_vggsound_resnet18_checkpoint_layout_loads_into_resnet18_audio(tmp_path):
+    from torchvision.models import resnet18
+    from mmdg.models.encoders import build_encoder
+    torch.manual_seed(0)
+    net = resnet18(num_classes=309)                      # the VGGSound net: torchvision layout, 1-channel conv1
+    net.conv1 = torch.nn.Conv2d(1, 64, 7, 2, 3, bias=False)
+    for t in net.state_dict().values():
+        if t.is_floating_point():
+            t.normal_()
+    sd = {f"module.audnet.{k}": v for k, v in net.state_dict().items()}   # DataParallel(AVENet) keys
+    torch.save({"model_state_dict": sd, "epoch": 3}, tmp_path / "vggsound_avgpool.pth.tar")
+    enc = build_encoder("resnet18_audio", (1, 64, 64), weights=str(tmp_path / "vggsound_avgpool.pth.tar"),
+                        freeze_until="layer3")
+    own = {**{k: v for k, v in enc.trunk.state_dict().items()}, **enc.tail.state_dict()}
+    loaded = [k for k in net.state_dict() if not k.startswith("fc.")]
+    for k in loaded:
+        torch.testing.assert_close(own[k], net.state_dict()[k], msg=k)
+    assert len(loaded) == len(net.state_dict()) - 2     # everything but fc.weight / fc.bias
+
+
+def test_mmaction_slowfast_checkpoint_is_refused_with_an_explanation(tmp_path):
+    from mmdg.models.encoders import build_encoder
+    sd = {"backbone.slow_path.conv1.conv.weight": torch.zeros(64, 3, 1, 7, 7),
+          "backbone.fast_path.conv1.conv.weight": torch.zeros(8, 3, 5, 7, 7),
+          "cls_head.fc_cls.weight": torch.zeros(400, 2304)}
+    torch.save({"state_dict": sd, "meta": {"epoch": 256}}, tmp_path / "slowfast_r101.pth")
+    with pytest.raises(NotImplementedError, match="SlowFast-R101 .* not implemented"):
+        build_encoder("r2plus1d_18", (3, 4, 32, 32), weights=str(tmp_path / "slowfast_r101.pth"))
+
+
+def test_mmaction_slowonly_flow_checkpoint_is_refused(tmp_path):
+    from mmdg.models.encoders import build_encoder
+    torch.save({"state_dict": {"backbone.conv1.conv.weight": torch.zeros(64, 2, 1, 7, 7),
+                               "backbone.layer1.0.conv1.conv.weight": torch.zeros(64, 64, 3, 1, 1)}},
+               tmp_path / "slowonly_r50_flow.pth")
+    with pytest.raises(NotImplementedError, match="SlowOnly-R50"):
+        build_encoder("r3d_18", (2, 4, 32, 32), weights=str(tmp_path / "slowonly_r50_flow.pth"))

@@ -73,11 +73,7 @@ class EpicClips(ClipDataset):
         return f"{self.domain}/{self.split} uid {s.uid} ({s.video_id} frames {s.start_frame}-{s.stop_frame})"
 
     def _frames(self, folder: Path, first: int, offsets, gray: bool) -> torch.Tensor:
-        cache: dict[int, torch.Tensor] = {}
-        for k in offsets.tolist():
-            if k not in cache:
-                cache[k] = media.read_jpeg(folder / FRAME.format(first + k), gray=gray)
-        return torch.stack([cache[k] for k in offsets.tolist()])
+        return media.read_frames([folder / FRAME.format(first + k) for k in offsets.tolist()], gray)
 
     def load(self, i, rng):
         seg, s, mods = self.segments[i], self.bench.settings, self.bench.modalities

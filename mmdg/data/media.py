@@ -36,8 +36,8 @@ class MediaError(ValueError):
 
 # ---------------------------------------------------------------- images
 
-def read_jpeg(path: str | Path, gray: bool = False) -> torch.Tensor:
-    """A JPEG as uint8 (C, H, W), C = 3 (RGB) or 1 (``gray``)."""
+def read_jpeg_array(path: str | Path, gray: bool = False) -> np.ndarray:
+    """A JPEG as uint8 (H, W, C), C = 3 (RGB) or 1 (``gray``), decoded by Pillow (libjpeg)."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -48,8 +48,24 @@ def read_jpeg(path: str | Path, gray: bool = False) -> torch.Tensor:
             array = np.asarray(img.convert("L" if gray else "RGB"))
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise MediaError(path, f"not a decodable JPEG ({type(e).__name__}: {e})") from None
-    x = torch.from_numpy(array.copy())
-    return x[None] if gray else x.permute(2, 0, 1).contiguous()
+    return array[..., None] if gray else array
+
+
+def read_frames(paths, gray: bool = False) -> torch.Tensor:
+    """JPEG files as uint8 (T, C, H, W) (a view of one (T, H, W, C) array; repeated paths decoded once)."""
+    cache: dict[str, np.ndarray] = {}
+    arrays = []
+    for p in paths:
+        key = str(p)
+        if key not in cache:
+            cache[key] = read_jpeg_array(p, gray)
+        arrays.append(cache[key])
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+
+
+def read_jpeg(path: str | Path, gray: bool = False) -> torch.Tensor:
+    """A JPEG as uint8 (C, H, W)."""
+    return torch.from_numpy(read_jpeg_array(path, gray).copy()).permute(2, 0, 1)
 
 
 def to_gray(rgb: torch.Tensor) -> torch.Tensor:

@@ -158,16 +158,19 @@ class FrameTransform:
         self.std = torch.tensor(std).view(1, -1, 1, 1)
 
     def __call__(self, frames: torch.Tensor, train: bool, rng: np.random.Generator | None = None) -> torch.Tensor:
-        x = resize_short_side(frames.float(), self.s.short_side)
+        x = frames
+        if min(x.shape[-2:]) != self.s.short_side:
+            x = resize_short_side(x.float(), self.s.short_side)
+        # crop before converting to float: the same pixels, less work
         if train:
             x0, y0, x1, y1 = random_resized_box(x.shape[-2], x.shape[-1], rng)
-            x = resize(x[..., y0:y1, x0:x1], self.s.crop_size, self.s.crop_size)
+            x = resize(x[..., y0:y1, x0:x1].float(), self.s.crop_size, self.s.crop_size)
             if rng.random() < 0.5:
                 x = x.flip(-1)
                 if self.flow:
                     x[:, 0] = 255 - x[:, 0]
         else:
-            x = center_crop(x, self.s.flow_eval_crop if self.flow else self.s.rgb_eval_crop)
+            x = center_crop(x, self.s.flow_eval_crop if self.flow else self.s.rgb_eval_crop).float()
         x = (x - self.mean) / self.std
         return x.permute(1, 0, 2, 3).contiguous()
 

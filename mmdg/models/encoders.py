@@ -139,6 +139,28 @@ def _listing(items: list[str], limit: int = 8) -> str:
     return ", ".join(items[:limit]) + more
 
 
+MMACTION_MARKERS = ("slow_path.", "fast_path.", "conv1.conv.weight")  # ResNet3d: ConvModule stems
+
+
+def _refuse_mmaction(sd: dict, path: Path, who: str) -> None:
+    """Raise NotImplementedError for an mmaction2 recognizer checkpoint (SlowFast / SlowOnly).
+
+    Their ResNet3d layout (``conv1.conv``/``conv1.bn`` modules, ``slow_path``/``fast_path`` with
+    lateral connections, Bottleneck R50/R101 blocks) has no counterpart among our torchvision
+    video encoders (R(2+1)D-18, R3D-18, MC3-18: BasicBlocks, ``stem.*``), so no key mapping exists.
+    """
+    keys = [str(k) for k in sd]
+    if any(m in k for k in keys for m in MMACTION_MARKERS):
+        raise NotImplementedError(
+            f"{who}: {path} is an mmaction2 recognizer checkpoint (keys like "
+            f"{_listing([k for k in keys if any(m in k for m in MMACTION_MARKERS)], 3)}). The reference's "
+            "SlowFast-R101 (RGB) and SlowOnly-R50 (flow) backbones are not implemented in mmdg: their ResNet3d "
+            "layout (slow/fast pathways, lateral connections, Bottleneck blocks) does not map onto the torchvision "
+            "video ResNets here (r2plus1d_18 / r3d_18 / mc3_18). Use a torchvision video checkpoint (e.g. "
+            "r2plus1d_18 Kinetics-400 weights saved locally) or random init; the audio VGGSound ResNet-18 loads "
+            "into resnet18_audio.")
+
+
 def load_backbone_weights(module: nn.Module, path: str | Path, stem_key: str, strict: bool = True,
                           who: str = "encoder") -> None:
     """Load a torchvision-style state_dict from the local file ``path`` into ``module``.
@@ -148,6 +170,11 @@ def load_backbone_weights(module: nn.Module, path: str | Path, stem_key: str, st
     conv whose input channels differ from the checkpoint's gets the checkpoint's channel mean
     repeated over its channels (cross-modality init, e.g. RGB -> flow).  Raises if nothing
     matches; with ``strict`` also on any missing, unexpected or mis-shaped key (else warns).
+
+    Loads today: torchvision video/image ResNet state_dicts, and the VGGSound ResNet-18 audio
+    checkpoint (``H.pth.tar``: ``model_state_dict`` with ``module.audnet.*`` keys in the torchvision
+    resnet18 layout, 1-channel ``conv1``) into ``resnet18_audio``.  Refused with
+    NotImplementedError: mmaction2 SlowFast / SlowOnly checkpoints (see :func:`_refuse_mmaction`).
     """
     path = Path(path)
     if not path.is_file():
@@ -157,6 +184,7 @@ def load_backbone_weights(module: nn.Module, path: str | Path, stem_key: str, st
         sd = sd[wrap]
     if not isinstance(sd, dict):
         raise ValueError(f"{who}: {path} holds a {type(sd).__name__}, not a state_dict")
+    _refuse_mmaction(sd, path, who)
     own = module.state_dict()
     matched, unexpected, mismatched = {}, [], []
     for key, t in sd.items():
