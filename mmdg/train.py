@@ -156,10 +156,14 @@ def build_run(cfg: RunConfig, split: DGSplit | None = None, benchmark=None):
 
 
 def _git_commit() -> str:
+    """Short HEAD commit of the checkout, with ``+dirty`` if the library's code differs from it."""
     try:
         root = Path(__file__).resolve().parents[1]
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
-                              text=True, timeout=5).stdout.strip() or "unknown"
+        run = lambda *args: subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=5)  # noqa: E731
+        commit = run("rev-parse", "--short", "HEAD").stdout.strip()
+        if not commit:
+            return "unknown"
+        return commit + ("+dirty" if run("diff", "--quiet", "HEAD", "--", "mmdg").returncode == 1 else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
