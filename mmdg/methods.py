@@ -69,6 +69,15 @@ def method_names() -> list[str]:
     return sorted(METHODS) + [f"<method>+{p}" for p in sorted(PLUGINS)]
 
 
+#: Hidden widths of projector / translator MLPs (the papers use 2048; smaller widths suit a CPU).
+WIDTH_HPARAMS = ("con_hidden", "trans_hidden", "mer_hidden")
+
+
+def width_overrides(name: str, hidden: int) -> dict:
+    """``{hparam: hidden}`` for every projector/translator width that method ``name`` has."""
+    return {k: hidden for k in WIDTH_HPARAMS if k in resolve(name)[2]}
+
+
 def resolve(name: str, overrides: dict | None = None) -> tuple[list[Spec], Spec, dict]:
     """Objectives, strategy and the full hyperparameters of ``name`` (e.g. ``"simmmdg+gmp+mer"``)."""
     base, *plugs = name.split("+")

@@ -194,3 +194,12 @@ def test_provenance_names_devices_commits_dates_and_seeds():
     assert provenance(runs.iloc[[0, 2]]) == "Measured: 2 runs on cpu, code commit abc1234, def5678, 2026-12-01; seeds [1]."
     with pytest.raises(ValueError, match="empty"):
         provenance(runs.iloc[[]])
+
+
+def test_width_overrides_only_name_the_methods_widths():
+    from mmdg.methods import width_overrides
+    assert width_overrides("erm", 64) == {}
+    assert width_overrides("erm+mer", 64) == {"mer_hidden": 64}
+    assert width_overrides("simmmdg+gmp+mer", 32) == {"con_hidden": 32, "trans_hidden": 32, "mer_hidden": 32}
+    objectives, _, hp = resolve("simmmdg+mer", width_overrides("simmmdg+mer", 32))
+    assert hp["con_hidden"] == hp["trans_hidden"] == hp["mer_hidden"] == 32
