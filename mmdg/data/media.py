@@ -85,8 +85,8 @@ def _av():
     return av
 
 
-def read_video(path: str | Path) -> torch.Tensor:
-    """Every frame of the first video stream of ``path`` as uint8 (T, 3, H, W), RGB."""
+def _decode_video(path: str | Path, use):
+    """``use(stream, container)`` on the first video stream of ``path``; decode errors become MediaError."""
     av = _av()
     path = Path(path)
     if not path.is_file():
@@ -95,36 +95,30 @@ def read_video(path: str | Path) -> torch.Tensor:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise MediaError(path, "has no video stream")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+            return use(container.streams.video[0], container)
     except MediaError:
         raise
     except (av.FFmpegError, OSError, ValueError) as e:
         raise MediaError(path, f"cannot decode video ({type(e).__name__}: {e})") from None
+
+
+def read_video(path: str | Path) -> torch.Tensor:
+    """Every frame of the first video stream of ``path`` as uint8 (T, 3, H, W), RGB."""
+    def frames_of(stream, container):
+        stream.thread_type = "AUTO"
+        return [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+
+    frames = _decode_video(path, frames_of)
     if not frames:
-        raise MediaError(path, "no decodable video frames")
+        raise MediaError(Path(path), "no decodable video frames")
     return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous()
 
 
 def video_frame_count(path: str | Path) -> int:
     """Frames of the first video stream: the container's count, or decoded and counted when it has none."""
-    av = _av()
-    path = Path(path)
-    if not path.is_file():
-        raise MediaError(path, "file not found")
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise MediaError(path, "has no video stream")
-            stream = container.streams.video[0]
-            n = stream.frames or sum(1 for _ in container.decode(stream))
-    except MediaError:
-        raise
-    except (av.FFmpegError, OSError, ValueError) as e:
-        raise MediaError(path, f"cannot decode video ({type(e).__name__}: {e})") from None
+    n = _decode_video(path, lambda stream, container: stream.frames or sum(1 for _ in container.decode(stream)))
     if n < 1:
-        raise MediaError(path, "no video frames")
+        raise MediaError(Path(path), "no video frames")
     return int(n)
 
 

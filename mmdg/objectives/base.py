@@ -8,6 +8,7 @@ with the model and are never modulated.
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -51,6 +52,14 @@ class Objective(nn.Module):
 
     def forward(self, out: ModelOutput, batch: Batch) -> Term:
         raise NotImplementedError
+
+
+def no_autocast(z: torch.Tensor):
+    """A context that switches autocast off on ``z``'s device (losses computed in full precision)."""
+    try:
+        return torch.autocast(device_type=z.device.type, enabled=False)
+    except RuntimeError:  # a device type without autocast support
+        return nullcontext()
 
 
 def true_class_prob(shares: dict[str, torch.Tensor], target: torch.Tensor) -> dict[str, torch.Tensor]:

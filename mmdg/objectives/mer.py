@@ -26,7 +26,6 @@ the loss; they measure the feature distribution (Fusion-Overfitting analysis).
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -35,19 +34,12 @@ from torch import nn
 from ..data.base import Batch
 from ..models.heads import projector
 from ..models.model import ModelOutput
-from .base import OBJECTIVES, Context, Objective, Term
+from .base import Context, OBJECTIVES, Objective, Term, no_autocast
 
 EPS = 1e-4
 
 __all__ = ["MER", "mer_loss", "mer_parts", "marginal_entropy_loss", "spectral_entropy_loss",
            "gaussian_entropy", "effective_rank"]
-
-
-def _no_autocast(z: torch.Tensor):
-    try:
-        return torch.autocast(device_type=z.device.type, enabled=False)
-    except RuntimeError:  # a device type without autocast support
-        return nullcontext()
 
 
 def _upcast(z: torch.Tensor) -> torch.Tensor:
@@ -89,7 +81,7 @@ def _spectral(z: torch.Tensor, eps: float) -> torch.Tensor:
 def marginal_entropy_loss(z: torch.Tensor, eps: float = EPS) -> torch.Tensor:
     """VICReg variance floor ``mean_d max(0, 1 - sqrt(var_d + eps))`` (unbiased var); 0 if N < 2."""
     eps = _check_eps(eps)
-    with _no_autocast(z):
+    with no_autocast(z):
         return _marginal(_upcast(z), eps)
 
 
@@ -101,14 +93,14 @@ def spectral_entropy_loss(z: torch.Tensor, eps: float = EPS) -> torch.Tensor:
     ``-(D - N + 1)/D * log(eps)`` (about 8.13 for N = 16, D = 128), which has no gradient.
     """
     eps = _check_eps(eps)
-    with _no_autocast(z):
+    with no_autocast(z):
         return _spectral(_upcast(z), eps)
 
 
 def mer_parts(z: torch.Tensor, eps: float = EPS) -> tuple[torch.Tensor, torch.Tensor]:
     """``(L_marg, L_spec)`` of a batch ``z`` of shape (N, D)."""
     eps = _check_eps(eps)
-    with _no_autocast(z):
+    with no_autocast(z):
         z = _upcast(z)
         return _marginal(z, eps), _spectral(z, eps)
 
@@ -138,7 +130,7 @@ def gaussian_entropy(z: torch.Tensor, eps: float = EPS) -> torch.Tensor:
     feature scale, so compare it only between features of the same width and scale.
     """
     eps = _check_eps(eps)
-    with _no_autocast(z):
+    with no_autocast(z):
         z = _upcast(z)
         d = z.shape[1]
         sigma = _cov(z) + eps * torch.eye(d, dtype=z.dtype, device=z.device)
@@ -158,7 +150,7 @@ def effective_rank(z: torch.Tensor, spectrum: str = "singular", center: bool = T
     """
     if spectrum not in ("singular", "eigen"):
         raise ValueError(f"effective_rank: spectrum must be 'singular' or 'eigen', got {spectrum!r}")
-    with _no_autocast(z):
+    with no_autocast(z):
         z = _upcast(z)
         if center:
             z = z - z.mean(dim=0)
@@ -228,7 +220,7 @@ class MER(Objective):
         for m in self.modalities:
             z = self.projectors[m](feats[m]) if self.on == "projector" else feats[m]
             if self.normalize:
-                with _no_autocast(z):
+                with no_autocast(z):
                     z = F.normalize(_upcast(z), dim=1)
             out[m] = z
         return out

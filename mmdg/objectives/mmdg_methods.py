@@ -20,7 +20,6 @@ Losses are computed in float32 (float64 for float64 input) with autocast off.
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -29,20 +28,13 @@ from torch import nn
 from ..data.base import Batch
 from ..models.heads import projector
 from ..models.model import ModelOutput
-from .base import OBJECTIVES, Context, Objective, Term
+from .base import Context, OBJECTIVES, Objective, Term, no_autocast
 
 __all__ = ["supcon_loss", "shared_specific_distance", "translation_loss", "rna_loss", "split_halves",
            "SupConShared", "SharedSpecificDistance", "CrossModalTranslation", "RelativeNormAlignment"]
 
 
 # ------------------------------------------------------------------------------------- helpers
-
-def _no_autocast(z: torch.Tensor):
-    try:
-        return torch.autocast(device_type=z.device.type, enabled=False)
-    except RuntimeError:  # a device type without autocast support
-        return nullcontext()
-
 
 def _up(z: torch.Tensor) -> torch.Tensor:
     return z.to(torch.float64 if z.dtype == torch.float64 else torch.float32)
@@ -109,7 +101,7 @@ def supcon_loss(z: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1,
     n, v, _ = z.shape
     if labels.shape != (n,):
         raise ValueError(f"supcon_loss: labels must have shape ({n},), got {tuple(labels.shape)}")
-    with _no_autocast(z):
+    with no_autocast(z):
         z = F.normalize(_up(z), dim=-1)
         feats = z.transpose(0, 1).reshape(n * v, -1)               # view-major, as torch.cat(unbind(1))
         lab = labels.repeat(v)
@@ -139,7 +131,7 @@ def shared_specific_distance(feats: dict[str, torch.Tensor] | torch.Tensor) -> t
         feats = {"_": feats}
     if not feats:
         raise ValueError("shared_specific_distance: no features")
-    with _no_autocast(next(iter(feats.values()))):
+    with no_autocast(next(iter(feats.values()))):
         vals = [-F.mse_loss(*(_up(h) for h in split_halves(z))) for z in feats.values()]
         return torch.stack(vals).mean()
 
@@ -153,7 +145,7 @@ def translation_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     if pred.shape != target.shape or pred.dim() != 2:
         raise ValueError(f"translation_loss: pred and target must both be (N, D), got {tuple(pred.shape)} "
                          f"and {tuple(target.shape)}")
-    with _no_autocast(pred):
+    with no_autocast(pred):
         d = F.normalize(_up(pred), dim=1) - F.normalize(_up(target), dim=1)
         # sqrt(sum d^2 + tiny): finite gradient when prediction and target coincide
         return torch.sqrt((d * d).sum(1) + 1e-12).mean()
@@ -169,7 +161,7 @@ def rna_loss(feats: dict[str, torch.Tensor], modalities: list[str] | None = None
     mods = list(modalities or feats)
     if len(mods) < 2:
         raise ValueError(f"rna_loss needs at least 2 modalities, got {mods}")
-    with _no_autocast(feats[mods[0]]):
+    with no_autocast(feats[mods[0]]):
         norms = [_up(feats[m]).norm(dim=1).mean() for m in mods]
         vals = [(norms[i] / norms[j] - 1.0) ** 2 for i in range(len(mods)) for j in range(i + 1, len(mods))]
         return torch.stack(vals).mean()
