@@ -1,7 +1,8 @@
-"""Named registries (benchmarks, encoders, fusions, objectives, strategies, methods)."""
+"""Named registries (benchmarks, encoders, fusions, objectives, strategies, methods) and argument checks."""
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Any, Callable
 
 
@@ -46,3 +47,13 @@ def check_kwargs(fn: Callable, kwargs: dict, what: str) -> None:
     if unknown:
         valid = sorted(k for k, p in sig.parameters.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
         raise TypeError(f"{what} got unknown parameter(s) {unknown}; valid parameters: {valid}")
+
+
+def check_number(who: str, name: str, value, low: float = 0.0, strict: bool = False) -> float:
+    """``value`` as a float if it is a finite real number >= ``low`` (> ``low`` if ``strict``), else a
+    ValueError naming ``who`` and ``name``."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and (
+        value > low if strict else value >= low)
+    if not ok:
+        raise ValueError(f"{who}: {name} must be a finite number {'>' if strict else '>='} {low}, got {value!r}")
+    return float(value)

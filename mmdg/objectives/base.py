@@ -62,6 +62,11 @@ def no_autocast(z: torch.Tensor):
         return nullcontext()
 
 
+def full_precision(z: torch.Tensor) -> torch.Tensor:
+    """``z`` as float32, or float64 if it already is (losses never run in half precision)."""
+    return z.to(torch.float64 if z.dtype == torch.float64 else torch.float32)
+
+
 def true_class_prob(shares: dict[str, torch.Tensor], target: torch.Tensor) -> dict[str, torch.Tensor]:
     """softmax(share_m)[i, target_i] per modality, detached: q (GMP Eq. 6) or c (Eq. 7)."""
     with torch.no_grad():

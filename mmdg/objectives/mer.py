@@ -34,7 +34,7 @@ from torch import nn
 from ..data.base import Batch
 from ..models.heads import projector
 from ..models.model import ModelOutput
-from .base import Context, OBJECTIVES, Objective, Term, no_autocast
+from .base import Context, OBJECTIVES, Objective, Term, full_precision, no_autocast
 
 EPS = 1e-4
 
@@ -46,7 +46,7 @@ def _upcast(z: torch.Tensor) -> torch.Tensor:
     if not isinstance(z, torch.Tensor) or z.dim() != 2:
         shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
         raise ValueError(f"z must be a batch of vectors of shape (N, D), got {shape}")
-    return z.to(torch.float64 if z.dtype == torch.float64 else torch.float32)
+    return full_precision(z)
 
 
 def _check_eps(eps: float) -> float:

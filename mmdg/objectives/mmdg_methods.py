@@ -19,7 +19,6 @@ Losses are computed in float32 (float64 for float64 input) with autocast off.
 """
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
@@ -28,25 +27,14 @@ from torch import nn
 from ..data.base import Batch
 from ..models.heads import projector
 from ..models.model import ModelOutput
-from .base import Context, OBJECTIVES, Objective, Term, no_autocast
+from ..registry import check_number
+from .base import Context, OBJECTIVES, Objective, Term, full_precision, no_autocast
 
 __all__ = ["supcon_loss", "shared_specific_distance", "translation_loss", "rna_loss", "split_halves",
            "SupConShared", "SharedSpecificDistance", "CrossModalTranslation", "RelativeNormAlignment"]
 
 
 # ------------------------------------------------------------------------------------- helpers
-
-def _up(z: torch.Tensor) -> torch.Tensor:
-    return z.to(torch.float64 if z.dtype == torch.float64 else torch.float32)
-
-
-def _check_number(owner: str, name: str, value, low: float = 0.0, strict: bool = False) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and (
-        value > low if strict else value >= low)
-    if not ok:
-        raise ValueError(f"{owner}: {name} must be a finite number {'>' if strict else '>='} {low}, got {value!r}")
-    return float(value)
-
 
 def _check_int(owner: str, name: str, value, low: int = 1) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -93,8 +81,8 @@ def supcon_loss(z: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1,
     if not isinstance(z, torch.Tensor) or z.dim() not in (2, 3):
         raise ValueError(f"supcon_loss: z must have shape (N, D) or (N, V, D), got "
                          f"{tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__}")
-    temperature = _check_number("supcon_loss", "temperature", temperature, strict=True)
-    base = temperature if base_temperature is None else _check_number(
+    temperature = check_number("supcon_loss", "temperature", temperature, strict=True)
+    base = temperature if base_temperature is None else check_number(
         "supcon_loss", "base_temperature", base_temperature, strict=True)
     if z.dim() == 2:
         z = z[:, None]
@@ -102,7 +90,7 @@ def supcon_loss(z: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1,
     if labels.shape != (n,):
         raise ValueError(f"supcon_loss: labels must have shape ({n},), got {tuple(labels.shape)}")
     with no_autocast(z):
-        z = F.normalize(_up(z), dim=-1)
+        z = F.normalize(full_precision(z), dim=-1)
         feats = z.transpose(0, 1).reshape(n * v, -1)               # view-major, as torch.cat(unbind(1))
         lab = labels.repeat(v)
         logits = feats @ feats.T / temperature
@@ -132,7 +120,7 @@ def shared_specific_distance(feats: dict[str, torch.Tensor] | torch.Tensor) -> t
     if not feats:
         raise ValueError("shared_specific_distance: no features")
     with no_autocast(next(iter(feats.values()))):
-        vals = [-F.mse_loss(*(_up(h) for h in split_halves(z))) for z in feats.values()]
+        vals = [-F.mse_loss(*(full_precision(h) for h in split_halves(z))) for z in feats.values()]
         return torch.stack(vals).mean()
 
 
@@ -146,7 +134,7 @@ def translation_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"translation_loss: pred and target must both be (N, D), got {tuple(pred.shape)} "
                          f"and {tuple(target.shape)}")
     with no_autocast(pred):
-        d = F.normalize(_up(pred), dim=1) - F.normalize(_up(target), dim=1)
+        d = F.normalize(full_precision(pred), dim=1) - F.normalize(full_precision(target), dim=1)
         # sqrt(sum d^2 + tiny): finite gradient when prediction and target coincide
         return torch.sqrt((d * d).sum(1) + 1e-12).mean()
 
@@ -162,7 +150,7 @@ def rna_loss(feats: dict[str, torch.Tensor], modalities: list[str] | None = None
     if len(mods) < 2:
         raise ValueError(f"rna_loss needs at least 2 modalities, got {mods}")
     with no_autocast(feats[mods[0]]):
-        norms = [_up(feats[m]).norm(dim=1).mean() for m in mods]
+        norms = [full_precision(feats[m]).norm(dim=1).mean() for m in mods]
         vals = [(norms[i] / norms[j] - 1.0) ** 2 for i in range(len(mods)) for j in range(i + 1, len(mods))]
         return torch.stack(vals).mean()
 
@@ -192,10 +180,10 @@ class SupConShared(Objective):
 
     def __init__(self, ctx: Context, weight: float = 3.0, temperature: float = 0.1,
                  base_temperature: float | None = 0.07, dim: int = 128, hidden: int = 2048, norm: str = "batch"):
-        super().__init__("supcon_shared", _check_number("supcon_shared", "weight", weight))
+        super().__init__("supcon_shared", check_number("supcon_shared", "weight", weight))
         _even_dims("supcon_shared", ctx)
-        self.temperature = _check_number("supcon_shared", "temperature", temperature, strict=True)
-        self.base_temperature = None if base_temperature is None else _check_number(
+        self.temperature = check_number("supcon_shared", "temperature", temperature, strict=True)
+        self.base_temperature = None if base_temperature is None else check_number(
             "supcon_shared", "base_temperature", base_temperature, strict=True)
         _check_int("supcon_shared", "dim", dim)
         _check_int("supcon_shared", "hidden", hidden)
@@ -207,7 +195,7 @@ class SupConShared(Objective):
 
     def forward(self, out: ModelOutput, batch: Batch) -> Term:
         views = [self.projectors[m](split_halves(out.feats[m])[0]) for m in self.modalities]
-        z = torch.stack([_up(v) for v in views], dim=1)
+        z = torch.stack([full_precision(v) for v in views], dim=1)
         loss = supcon_loss(z, batch.label, self.temperature, self.base_temperature)
         return Term(self.name, self.kind, self.weight * loss, None, {"supcon": loss.detach()})
 
@@ -222,7 +210,7 @@ class SharedSpecificDistance(Objective):
     kind = "other"
 
     def __init__(self, ctx: Context, weight: float = 0.7):
-        super().__init__("ss_distance", _check_number("ss_distance", "weight", weight))
+        super().__init__("ss_distance", check_number("ss_distance", "weight", weight))
         _even_dims("ss_distance", ctx)
         self.modalities = list(ctx.modalities)
 
@@ -249,11 +237,11 @@ class CrossModalTranslation(Objective):
     kind = "other"
 
     def __init__(self, ctx: Context, weight: float = 0.1, hidden: int = 2048, dropout: float = 0.5):
-        super().__init__("translation", _check_number("translation", "weight", weight))
+        super().__init__("translation", check_number("translation", "weight", weight))
         if len(ctx.modalities) < 2:
             raise ValueError(f"translation: needs at least 2 modalities, got {ctx.modalities}")
         _check_int("translation", "hidden", hidden)
-        dropout = _check_number("translation", "dropout", dropout)
+        dropout = check_number("translation", "dropout", dropout)
         if dropout >= 1:
             raise ValueError(f"translation: dropout must be in [0, 1), got {dropout!r}")
         self.pairs = [(a, b) for a in ctx.modalities for b in ctx.modalities if a != b]
@@ -280,7 +268,7 @@ class RelativeNormAlignment(Objective):
     kind = "other"
 
     def __init__(self, ctx: Context, weight: float = 1.0):
-        super().__init__("rna", _check_number("rna", "weight", weight))
+        super().__init__("rna", check_number("rna", "weight", weight))
         if len(ctx.modalities) < 2:
             raise ValueError(f"rna: needs at least 2 modalities, got {ctx.modalities}")
         self.modalities = list(ctx.modalities)

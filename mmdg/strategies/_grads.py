@@ -73,11 +73,3 @@ def class_confidence(terms: list[Term], who: str) -> dict[str, torch.Tensor]:
                          f"objective); this method's terms are {names}")
     return next((t for t in cls if t.name == "ce"), cls[0]).confidence
 
-
-def check_number(who: str, name: str, value, low: float = 0.0, strict: bool = False) -> float:
-    """A finite real number >= low (> low if strict); a clear error otherwise."""
-    ok = (not isinstance(value, bool) and isinstance(value, (int, float)) and value == value
-          and abs(value) != float("inf") and (value > low if strict else value >= low))
-    if not ok:
-        raise ValueError(f"{who} {name} must be a finite number {'>' if strict else '>='} {low}, got {value!r}")
-    return float(value)

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from ..models.fusion import ConcatFusion, SumFusion
-from ._grads import _sum_loss, add_grads, check_number, class_confidence, grads_of, split_params, write_grads
+from ..registry import check_number
+from ._grads import _sum_loss, add_grads, class_confidence, grads_of, split_params, write_grads
 from .base import STRATEGIES, Strategy
 
 _PROB_FLOOR = 1e-8  # the reference clamps probabilities at 1e-8 before the log

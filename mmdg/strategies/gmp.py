@@ -66,7 +66,7 @@ from torch import nn
 
 from ..models.model import MultimodalModel
 from ..objectives.base import Term
-from ._grads import _accumulate, _flat, _sum_loss
+from ._grads import _accumulate, _flat, _sum_loss, split_params
 from .base import STRATEGIES, Strategy
 
 MODULATE = ("decoupled", "unified", "k_only", "p_only", "none")
@@ -380,13 +380,11 @@ class GMP(Strategy):
     def backward(self, terms: list[Term], model: MultimodalModel,
                  params: list[nn.Parameter]) -> dict[str, torch.Tensor]:
         cls, dom, rest, q, c = self.split_terms(terms)
-        enc = model.encoder_parameters()
+        enc, heads = split_params(model, params)
         mods = list(enc)
         missing = [m for m in mods if m not in q or m not in c]
         if missing:
             raise KeyError(f"GMP: no confidence for modalities {missing} (q has {sorted(q)}, c has {sorted(c)})")
-        enc_ids = {id(p) for ps in enc.values() for p in ps}
-        heads = [p for p in params if id(p) not in enc_ids]
         losses = (_sum_loss(cls), _sum_loss(dom), _sum_loss(rest))
         self._step += 1
         want_logs = bool(self.log_every) and (self._step - 1) % self.log_every == 0

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from ._grads import _flat, _sum_loss, add_grads, check_number, grads_of, split_params, write_grads
+from ..registry import check_number
+from ._grads import _flat, _sum_loss, add_grads, grads_of, split_params, write_grads
 from .base import STRATEGIES, Strategy
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._grads import check_number, class_confidence
+from ..registry import check_number
+from ._grads import class_confidence
 from .base import STRATEGIES, Strategy, total_loss
 from .gmp import discrepancy_ratios, suppression
 
