@@ -78,6 +78,16 @@ def width_overrides(name: str, hidden: int) -> dict:
     return {k: hidden for k in WIDTH_HPARAMS if k in resolve(name)[2]}
 
 
+def non_default(name: str, overrides: dict) -> dict:
+    """``overrides`` without the entries equal to method ``name``'s defaults (checked by :func:`resolve`).
+
+    Run ids hash the overrides as given, so spelling a default out would give the same run a new id.
+    """
+    resolve(name, overrides)
+    defaults = resolve(name)[2]
+    return {k: v for k, v in overrides.items() if defaults[k] != v}
+
+
 def resolve(name: str, overrides: dict | None = None) -> tuple[list[Spec], Spec, dict]:
     """Objectives, strategy and the full hyperparameters of ``name`` (e.g. ``"simmmdg+gmp+mer"``)."""
     base, *plugs = name.split("+")

@@ -1,5 +1,6 @@
 """Protocol splits, loaders, methods registry, trainer resume, records, collection and the CLI."""
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -194,6 +195,18 @@ def test_provenance_names_devices_commits_dates_and_seeds():
     assert provenance(runs.iloc[[0, 2]]) == "Measured: 2 runs on cpu, code commit abc1234, def5678, 2026-12-01; seeds [1]."
     with pytest.raises(ValueError, match="empty"):
         provenance(runs.iloc[[]])
+
+
+def test_non_default_drops_spelled_out_defaults_so_run_ids_agree():
+    from mmdg.methods import non_default
+    assert non_default("erm+mer", {"lambda_mer": 3.0, "mer_hidden": 256}) == {"mer_hidden": 256}
+    assert non_default("erm+mer", {"lambda_mer": 1, "mer_dim": 128}) == {"lambda_mer": 1}
+    base = RunConfig(target="studio", method="erm+mer", hparams={"mer_hidden": 256})
+    spelled = replace(base, hparams=non_default("erm+mer", {"mer_hidden": 256, "lambda_mer": 3.0}))
+    assert spelled.run_id() == base.run_id()
+    assert replace(base, hparams={"mer_hidden": 256, "lambda_mer": 3.0}).run_id() != base.run_id()
+    with pytest.raises(KeyError, match="no hyperparameter"):
+        non_default("erm", {"lambda_mer": 3.0})
 
 
 def test_width_overrides_only_name_the_methods_widths():
