@@ -18,8 +18,12 @@ Both ratios (fast engine / base and naive engine / base) come from the same run.
 "fast" takes one autograd pass per loss over all trainable parameters; "naive" follows the
 paper's pseudocode (one autograd.grad per modality and loss).
 
+``--save DIR`` also writes each configuration's numbers, machine, date and code commit to
+``DIR/gmp_overhead_<config>[_tiny][_channels_last][_compile].json``, which the book's Chapter 4
+renders (``results/book/benchmarks`` for the CPU book, ``results/gpu/benchmarks`` for a GPU run).
+
 Usage: python benchmarks/gmp_overhead.py [--config cpu|gpu|all] [--steps N] [--warmup W]
-           [--device cuda|cpu] [--tiny] [--channels-last] [--compile]
+           [--device cuda|cpu] [--tiny] [--channels-last] [--compile] [--save DIR]
 """
 from __future__ import annotations
 
@@ -31,8 +35,10 @@ import time
 import torch
 
 from mmdg.data.base import Batch
+from mmdg.experiments.measurements import write_measurement
 from mmdg.methods import build_method
 from mmdg.models.model import build_model
+from mmdg.train import environment
 
 CONFIGS = {
     "cpu": {"shapes": {"video": (3, 8, 32, 32), "audio": (1, 64, 64)},
@@ -44,6 +50,7 @@ CONFIGS = {
             "device": "cuda", "amp": True},
 }
 TINY_SHAPES = {"video": (3, 4, 32, 32), "audio": (1, 32, 64)}
+TARGETS = {"cpu": 1.7, "gpu": 1.10}   # the issue's ceilings for GMP fast / Base
 VARIANTS = (("base (sum)", "base", {}),
             ("gmp fast", "gmp", {"gmp_engine": "fast"}),
             ("gmp naive", "gmp", {"gmp_engine": "naive"}))
@@ -95,6 +102,16 @@ def config(name: str, args) -> dict:
     return cfg
 
 
+def settings(name: str, cfg: dict, args) -> tuple[str, str]:
+    """A readable description of the measured settings, and the file-name suffix for them."""
+    flags = [("tiny shapes", "tiny", name == "gpu" and args.tiny),
+             ("channels-last", "channels_last", args.channels_last and cfg["device"] != "cpu"),
+             ("torch.compile", "compile", args.compile)]
+    on = [(word, suffix) for word, suffix, used in flags if used]
+    words = ["bf16 autocast" if cfg["amp"] else "fp32", *(w for w, _ in on), *([] if args.compile else ["eager"])]
+    return ", ".join(words), "_".join([name, *(s for _, s in on)])
+
+
 def run(name: str, args) -> dict[str, float]:
     cfg = config(name, args)
     cuda = cfg["device"].startswith("cuda")
@@ -126,6 +143,13 @@ def run(name: str, args) -> dict[str, float]:
     print(f"  ratio GMP fast / base = {ratio['gmp fast']:.3f};  GMP naive / base = {ratio['gmp naive']:.3f}"
           f"   (ratios of min step times: {best['gmp fast'] / best['base (sum)']:.3f}, "
           f"{best['gmp naive'] / best['base (sum)']:.3f})")
+    if args.save:
+        words, suffix = settings(name, cfg, args)
+        record = {"config": name, "settings": words, "shapes": cfg["shapes"], "batch": args.batch,
+                  "steps": args.steps, "warmup": args.warmup, "target": TARGETS[name],
+                  "median_ms": {k: 1e3 * v for k, v in med.items()}, "min_ms": {k: 1e3 * v for k, v in best.items()},
+                  "ratio": ratio, "ratio_min": {k: best[k] / best["base (sum)"] for k in best}}
+        print(f"  saved {write_measurement(args.save, 'gmp_overhead', suffix, record, environment(torch.device(cfg['device'])))}")
     return {"fast": ratio["gmp fast"], "naive": ratio["gmp naive"]}
 
 
@@ -139,6 +163,7 @@ def main(argv=None) -> dict[str, dict[str, float]]:
     ap.add_argument("--channels-last", action="store_true", help="channels_last encoders (gpu config)")
     ap.add_argument("--device", default="cuda", help="device of the gpu config (default cuda)")
     ap.add_argument("--tiny", action="store_true", help="tiny input shapes for the gpu config (CPU check)")
+    ap.add_argument("--save", metavar="DIR", help="also write each configuration's numbers as JSON in DIR")
     args = ap.parse_args(argv)
     if args.steps < 1 or args.warmup < 0 or args.batch < 2:
         ap.error("--steps must be >= 1, --warmup >= 0 and --batch >= 2")

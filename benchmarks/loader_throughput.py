@@ -12,8 +12,11 @@ This measures decoding and augmentation only (no model).  The numbers are for th
 runs the script; the header line says which (CPU only here unless a GPU machine runs it, and the
 GPU is not used by the loader anyway).
 
+``--save DIR`` also writes the rates, machine, date and code commit to
+``DIR/loader_throughput_<N>cores.json`` (N: the machine's CPU cores), which Chapter 10 renders.
+
 Usage: python benchmarks/loader_throughput.py [--benchmark epic_kitchens|hac|all] [--workers 0,2]
-           [--clips 8] [--batch-size 4] [--repeats 3] [--modalities video,flow,audio]
+           [--clips 8] [--batch-size 4] [--repeats 3] [--modalities video,flow,audio] [--save DIR]
 """
 from __future__ import annotations
 
@@ -28,6 +31,8 @@ import torch
 
 from mmdg.data import build_benchmark, make_loader
 from mmdg.data.fixtures import write_epic_fixture, write_hac_fixture
+from mmdg.experiments.measurements import write_measurement
+from mmdg.train import environment
 
 DOMAIN = {"epic_kitchens": "D1", "hac": "human"}
 
@@ -61,14 +66,16 @@ def main(argv=None) -> None:
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--modalities", default="video,flow,audio")
+    p.add_argument("--save", metavar="DIR", help="also write the rates as JSON in DIR")
     a = p.parse_args(argv)
     names = list(DOMAIN) if a.benchmark == "all" else [a.benchmark]
     workers = [int(w) for w in a.workers.split(",")]
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none (CPU only)"
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
-          f"torch threads {torch.get_num_threads()}, GPU: {gpu}")
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, GPU: {gpu}"
+    print(f"machine: {machine}, torch threads {torch.get_num_threads()}")
     print(f"clip settings: reference defaults; modalities {a.modalities}; batch {a.batch_size}; "
           f"median of {a.repeats} passes over {a.clips} clips, first batch excluded")
+    rates: dict[str, dict[str, float]] = {}
     for name in names:
         with tempfile.TemporaryDirectory() as root:
             t0 = time.perf_counter()
@@ -79,7 +86,13 @@ def main(argv=None) -> None:
             shapes = {m: tuple(x.shape) for m, x in ds[0]["inputs"].items()}
             print(f"  sample shapes {shapes}")
             for w in workers:
-                print(f"  workers={w}: {clips_per_second(ds, w, a.batch_size, a.repeats):.2f} clips/s")
+                rates.setdefault(name, {})[str(w)] = clips_per_second(ds, w, a.batch_size, a.repeats)
+                print(f"  workers={w}: {rates[name][str(w)]:.2f} clips/s")
+    if a.save:
+        record = {"clips": a.clips, "batch_size": a.batch_size, "repeats": a.repeats, "modalities": a.modalities,
+                  "clip_settings": "reference", "clips_per_s": rates}
+        env = {**environment(torch.device("cpu")), "machine": machine}
+        print(f"saved {write_measurement(a.save, 'loader_throughput', f'{os.cpu_count()}cores', record, env)}")
 
 
 if __name__ == "__main__":
