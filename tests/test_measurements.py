@@ -34,8 +34,10 @@ def test_measurements_round_trip_sorted_by_date_and_tabulated(tmp_path):
     found = read_measurements([tmp_path / "a", tmp_path / "b", tmp_path / "missing"], "gmp_overhead")
     assert [r["config"] for r in found] == ["gpu", "cpu"]          # oldest first
     table = overhead_table(found)
-    assert table["GMP fast / Base"].tolist() == [1.05, 1.25]
-    assert table["GMP naive / Base"].tolist() == [1.15, 1.5]
+    assert table["GMP fast / Base"].tolist() == ["1.05×", "1.25×"]
+    assert table["GMP naive / Base"].tolist() == ["1.15×", "1.50×"]
+    assert table["Base (ms)"].tolist() == ["4.0", "10.0"] and table["target"].tolist() == ["≤ 1.70×"] * 2
+    assert table["machine"].tolist() == ["testbox", "testbox"]
     assert table["measured"].tolist() == ["2026-11-30, commit abc1234", "2026-12-02, commit abc1234"]
     assert read_measurements([tmp_path / "a"], "loader_throughput") == []
 
@@ -60,8 +62,8 @@ def test_throughput_table_has_one_column_per_worker_count(tmp_path):
                       {"date": "2026-12-02 00:00:00 UTC", "commit": "abc1234", "machine": "x86_64, 2 CPU cores"})
     table = throughput_table(read_measurements([tmp_path], "loader_throughput"))
     assert table["benchmark"].tolist() == ["epic_kitchens", "hac"]
-    assert table["0 workers"].tolist() == [0.81, 0.6]
-    assert table["2 workers"].tolist() == [2.5, 1.4]
+    assert table["0 workers"].tolist() == ["0.81", "0.60"]
+    assert table["2 workers"].tolist() == ["2.50", "1.40"]
 
 
 def test_gmp_overhead_benchmark_saves_what_it_prints(tmp_path, capsys):
@@ -74,4 +76,5 @@ def test_gmp_overhead_benchmark_saves_what_it_prints(tmp_path, capsys):
     assert rec["ratio"]["gmp fast"] == pytest.approx(ratios["gpu"]["fast"])
     assert rec["ratio"]["gmp naive"] == pytest.approx(ratios["gpu"]["naive"])
     assert rec["env"]["device"] == "cpu" and rec["steps"] == 2
+    assert overhead_table([rec])["machine"].tolist() == [f"CPU, {rec['env']['threads']} torch threads"]
     assert f"ratio GMP fast / base = {ratios['gpu']['fast']:.3f}" in capsys.readouterr().out

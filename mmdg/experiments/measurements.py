@@ -48,15 +48,22 @@ def _measured(env: dict) -> str:
     return f"{env.get('date', '?')[:10]}, commit {env.get('commit', '?')}"
 
 
+def _machine(env: dict) -> str:
+    if env.get("device") == "cpu":
+        return f"CPU, {env.get('threads', '?')} torch threads"
+    return env.get("device_name", "?")
+
+
 def overhead_table(records: list[dict]) -> pd.DataFrame:
-    """GMP step time against Base: one row per measured configuration."""
-    rows = [{"config": r["config"], "machine": r["env"].get("device_name", "?"), "settings": r["settings"],
-             "Base (ms)": round(r["median_ms"]["base (sum)"], 2),
-             "GMP fast (ms)": round(r["median_ms"]["gmp fast"], 2),
-             "GMP naive (ms)": round(r["median_ms"]["gmp naive"], 2),
-             "GMP fast / Base": round(r["ratio"]["gmp fast"], 3),
-             "GMP naive / Base": round(r["ratio"]["gmp naive"], 3),
-             "target": r["target"], "measured": _measured(r["env"])} for r in records]
+    """GMP step time against Base: one row per measured configuration (times in ms, ratios as text)."""
+    rows = []
+    for r in records:
+        ms, ratio = r["median_ms"], r["ratio"]
+        rows.append({"config": r["config"], "machine": _machine(r["env"]), "settings": r["settings"],
+                     "Base (ms)": f"{ms['base (sum)']:.1f}", "GMP fast (ms)": f"{ms['gmp fast']:.1f}",
+                     "GMP naive (ms)": f"{ms['gmp naive']:.1f}", "GMP fast / Base": f"{ratio['gmp fast']:.2f}×",
+                     "GMP naive / Base": f"{ratio['gmp naive']:.2f}×", "target": f"≤ {r['target']:.2f}×",
+                     "measured": _measured(r["env"])})
     return pd.DataFrame(rows)
 
 
@@ -66,6 +73,6 @@ def throughput_table(records: list[dict]) -> pd.DataFrame:
     for r in records:
         for bench, rates in r["clips_per_s"].items():
             rows.append({"benchmark": bench, "machine": r["env"].get("machine", "?"),
-                         **{f"{w} workers": round(v, 2) for w, v in rates.items()},
+                         **{f"{w} workers": f"{v:.2f}" for w, v in rates.items()},
                          "measured": _measured(r["env"])})
     return pd.DataFrame(rows)
