@@ -193,6 +193,7 @@ def test_provenance_names_devices_commits_dates_and_seeds():
     assert text == ("Measured: 3 runs on NVIDIA H200, cpu, code commit abc1234, def5678, "
                     "2026-12-01 to 2026-12-02; seeds [0, 1].")
     assert provenance(runs.iloc[[0, 2]]) == "Measured: 2 runs on cpu, code commit abc1234, def5678, 2026-12-01; seeds [1]."
+    assert provenance(runs.iloc[[1]]) == "Measured: 1 run on NVIDIA H200, code commit abc1234, 2026-12-02; seeds [0]."
     with pytest.raises(ValueError, match="empty"):
         provenance(runs.iloc[[]])
 

@@ -133,5 +133,6 @@ def provenance(runs: pd.DataFrame) -> str:
 
     dates = sorted(str(d) for d in runs["date"] if str(d))
     span = (dates[0][:10] if dates[0][:10] == dates[-1][:10] else f"{dates[0][:10]} to {dates[-1][:10]}") if dates else "unknown"
-    return (f"Measured: {len(runs)} runs on {listed('device')}, code commit {listed('commit')}, "
+    count = f"{len(runs)} run" + ("" if len(runs) == 1 else "s")
+    return (f"Measured: {count} on {listed('device')}, code commit {listed('commit')}, "
             f"{span}; seeds {sorted(set(int(s) for s in runs['seed']))}.")
