@@ -16,7 +16,7 @@ GPU is not used by the loader anyway).
 ``DIR/loader_throughput_<N>cores.json`` (N: the machine's CPU cores), which Chapter 10 renders.
 
 Usage: python benchmarks/loader_throughput.py [--benchmark epic_kitchens|hac|all] [--workers 0,2]
-           [--clips 8] [--batch-size 4] [--repeats 3] [--modalities video,flow,audio] [--save DIR]
+           [--clips 16] [--batch-size 4] [--repeats 3] [--modalities video,flow,audio] [--save DIR]
 """
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Shared fixtures: a tiny two-modality, three-domain benchmark registered as ``toy``."""
+"""Shared fixtures: a tiny two-modality, three-domain benchmark registered as ``toy``; script loading."""
+import importlib.util
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -37,3 +40,12 @@ def toy():
 
 MLP_ENCODERS = {"a": {"name": "mlp", "hidden": 16, "out_dim": 16},
                 "b": {"name": "mlp", "hidden": 16, "out_dim": 16}}
+
+
+def load_script(relative: str):
+    """Import a script of the repository (e.g. ``"benchmarks/gmp_overhead.py"``) as a module."""
+    path = Path(__file__).resolve().parents[1] / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -62,6 +62,16 @@ def _sum_grads(method, batch):
     return _grads(method, batch, build_strategy("sum"))[0]
 
 
+def _scaled_ce_terms(method, first, second, scale, second_kind="cls"):
+    """Make ``method``'s terms CE (named ``first``, kind cls) and ``scale`` x CE (``second``): parallel gradients."""
+    def terms(batch):
+        out = method.model(batch.inputs)
+        ce = F.cross_entropy(out.logits, batch.label)
+        return out, [Term(first, "cls", ce), Term(second, second_kind, scale * ce)]
+
+    method.terms = terms
+
+
 def _same(a, b, tol=1e-12):
     assert len(a) == len(b)
     for x, y in zip(a, b):
@@ -123,13 +133,7 @@ def test_pcgrad_strategy_equals_sum_without_conflict():
     # two terms with parallel gradients (ce and 0.5 ce): no projection, PCGrad == sum
     m = _method("erm")
     batch = _batch()
-
-    def terms(batch_):
-        out = m.model(batch_.inputs)
-        ce = F.cross_entropy(out.logits, batch_.label)
-        return out, [Term("a", "cls", ce), Term("b", "cls", 0.5 * ce)]
-
-    m.terms = terms
+    _scaled_ce_terms(m, "a", "b", 0.5)
     got, logs = _grads(m, batch, build_strategy("pcgrad"))
     _same(got, _sum_grads(m, batch))
     assert logs["pcgrad/conflicts"] == 0
@@ -140,13 +144,7 @@ def test_pcgrad_strategy_opposite_terms_cancel_on_shared_parameters():
     # g2' = g2 - (g2.g1/|g1|^2) g1 = -g1/2 + g1/2 = 0: every shared parameter gets zero.
     m = _method("erm")
     batch = _batch()
-
-    def terms(batch_):
-        out = m.model(batch_.inputs)
-        ce = F.cross_entropy(out.logits, batch_.label)
-        return out, [Term("a", "cls", ce), Term("b", "other", -0.5 * ce)]
-
-    m.terms = terms
+    _scaled_ce_terms(m, "a", "b", -0.5, second_kind="other")
     got, logs = _grads(m, batch, build_strategy("pcgrad"))
     assert all(g is not None and g.abs().max() < 1e-12 for g in got)
     assert logs["pcgrad/conflicts"] == 1
@@ -316,13 +314,7 @@ def test_mmpareto_aligned_terms_with_gamma_one_equal_sum():
     # uni term = 0.5 * the multimodal term: cos = 1 on every encoder -> weights 1/2, new = g_mm + g_uni
     m = _method("erm")
     batch = _batch()
-
-    def terms(batch_):
-        out = m.model(batch_.inputs)
-        ce = F.cross_entropy(out.logits, batch_.label)
-        return out, [Term("ce", "cls", ce), Term("unimodal_heads", "cls", 0.5 * ce)]
-
-    m.terms = terms
+    _scaled_ce_terms(m, "ce", "unimodal_heads", 0.5)
     got, logs = _grads(m, batch, build_strategy("mmpareto", gamma=1.0))
     _same(got, _sum_grads(m, batch), 1e-10)
     close(logs["mmpareto/w_mm_a"], 0.5)

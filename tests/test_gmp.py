@@ -6,10 +6,8 @@ T = tanh(1) = 0.7615941559557649 and K = 1 - T = 0.2384058440442351, because eve
 coefficient below is 1 - tanh(alpha * ratio) with alpha * ratio = 1.
 """
 import argparse
-import importlib.util
 import itertools
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -21,7 +19,7 @@ from mmdg.strategies import ABLATIONS, GMP, build_strategy, gmp_combine
 from mmdg.strategies.gmp import BRANCHES, MODULATE, PROJECT, plan
 from mmdg.train import RunConfig, train
 
-from conftest import MLP_ENCODERS, Toy
+from conftest import MLP_ENCODERS, Toy, load_script
 
 T = math.tanh(1.0)
 K = 1.0 - T
@@ -517,16 +515,8 @@ def test_gmp_needs_a_domain_term_and_the_plugin_adds_one():
 
 
 # --------------------------------------------------------------------------- benchmark script
-def _bench_module():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gmp_overhead.py"
-    spec = importlib.util.spec_from_file_location("gmp_overhead", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_overhead_benchmark_runs_on_cpu_and_gpu_config_constructs():
-    bench = _bench_module()
+    bench = load_script("benchmarks/gmp_overhead.py")
     res = bench.main(["--config", "cpu", "--steps", "1", "--warmup", "0", "--batch", "4"])
     assert set(res["cpu"]) == {"fast", "naive"}
     args = argparse.Namespace(device="cpu", tiny=True, channels_last=False, compile=False)

@@ -1,22 +1,11 @@
 """Benchmark measurements: written atomically by the benchmarks' --save, read back into the book's tables."""
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
 from mmdg.experiments.measurements import overhead_table, read_measurements, throughput_table, write_measurement
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _bench(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_script
 
 
 def _overhead(base_ms, fast_ms, naive_ms, date, config="cpu"):
@@ -67,7 +56,7 @@ def test_throughput_table_has_one_column_per_worker_count(tmp_path):
 
 
 def test_gmp_overhead_benchmark_saves_what_it_prints(tmp_path, capsys):
-    bench = _bench("gmp_overhead")
+    bench = load_script("benchmarks/gmp_overhead.py")
     ratios = bench.main(["--config", "gpu", "--device", "cpu", "--tiny", "--steps", "2", "--warmup", "0",
                          "--save", str(tmp_path)])
     [rec] = read_measurements([tmp_path], "gmp_overhead")

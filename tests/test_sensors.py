@@ -1,6 +1,5 @@
 """The packaged ``phone_watch`` benchmark: files, domains, splits, normaliser, errors, rebuild."""
 import hashlib
-import importlib.util
 import json
 import shutil
 import tomllib
@@ -13,6 +12,8 @@ import torch
 from mmdg.data import build_benchmark, leave_one_domain_out, make_split
 from mmdg.data.base import TensorDataset
 from mmdg.data.sensors import PhoneWatch
+
+from conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 RES = ROOT / "mmdg" / "resources" / "sensors"
@@ -251,10 +252,7 @@ def test_missing_or_corrupt_files_name_the_file_and_the_fix(tmp_path, raw):
 
 # ---------------------------------------------------------------- builder
 def load_builder():
-    spec = importlib.util.spec_from_file_location("build_sensor_data", ROOT / "scripts" / "build_sensor_data.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/build_sensor_data.py")
 
 
 def test_builder_steps_against_direct_computations():
