@@ -126,6 +126,9 @@ class Method(nn.Module):
         self.model = model
         self.objectives = nn.ModuleList(objectives)
         self.strategy = strategy
+        for obj in objectives:   # objectives that need the online model (CMRF's SMA teacher)
+            if hasattr(obj, "bind_model"):
+                obj.bind_model(model)
 
     def terms(self, batch: Batch) -> tuple[ModelOutput, list[Term]]:
         out = self.model(batch.inputs)
@@ -303,3 +306,54 @@ def _grad_blending(hp):
     if hp["gb_heads"] not in ("aux", "shares"):
         raise ValueError(f"grad_blending: hyperparameter 'gb_heads' must be 'aux' or 'shares', got {hp['gb_heads']!r}")
     return [("grad_blending", {"heads": hp["gb_heads"]})], ("sum", {})
+
+
+# ------------------------------------------------------------------------------------------------
+# >>> issue 18 (branch i18a): CMRF and MOOSA (GMP Table 3).  Objectives in mmdg/objectives/cmrf.py
+# and mmdg/objectives/moosa.py, which state their deviations from the released code.
+# CMRF defaults (SIMMMDG_PIPELINE_AND_PEERS.md §4, the released runs): SupCon 3.0 at temperature 0.1
+# (reference base temperature 0.07), distillation 3.0, unimodal CE 2.0, Beta(0.1, 0.1) mixing, SMA
+# from step 400, projectors 2048 -> 128 with BatchNorm, audio's CE and distillation weighted 1/2.
+# MOOSA defaults (its argparse): SimMMDG's losses and widths, entropy-weighting temperature 1.0,
+# entropy minimisation 0.001, jigsaw weight 1.0 with 4 chunks per modality, 128 permutations and a
+# 512-unit classifier, masked translation 0.1 with mask ratio 0.3.
+
+@method("cmrf", "CMRF: CE + unimodal CE (static down-weighting of cmrf_down) + SupCon on projections + "
+        "distillation toward Beta-mixed cross-modal features of an SMA teacher of all weights; strategy sum.",
+        cmrf_alpha_con=3.0, cmrf_distill=3.0, cmrf_uni=2.0, cmrf_temp=0.1, cmrf_base_temp=0.07,
+        cmrf_mix_alpha=0.1, cmrf_sma_start=400, cmrf_dim=128, con_hidden=2048, cmrf_down="audio",
+        cmrf_down_weight=0.5)
+def _cmrf(hp):
+    _check_hp("cmrf", hp, positive=("cmrf_temp", "cmrf_mix_alpha"),
+              nonnegative=("cmrf_alpha_con", "cmrf_distill", "cmrf_uni", "cmrf_base_temp", "cmrf_down_weight"),
+              ints=("cmrf_dim", "con_hidden"))
+    if not isinstance(hp["cmrf_sma_start"], int) or hp["cmrf_sma_start"] < 0:
+        raise ValueError(f"cmrf: hyperparameter 'cmrf_sma_start' must be an int >= 0, got {hp['cmrf_sma_start']!r}")
+    down = tuple(m for m in hp["cmrf_down"].split(",") if m)
+    return [("ce", {}),
+            ("cmrf_unimodal", {"weight": hp["cmrf_uni"], "down": down, "down_weight": hp["cmrf_down_weight"]}),
+            ("cmrf_flatten", {"alpha_con": hp["cmrf_alpha_con"], "distill": hp["cmrf_distill"],
+                              "temperature": hp["cmrf_temp"], "base_temperature": hp["cmrf_base_temp"] or None,
+                              "mix_alpha": hp["cmrf_mix_alpha"], "sma_start": hp["cmrf_sma_start"],
+                              "dim": hp["cmrf_dim"], "hidden": hp["con_hidden"], "down": down,
+                              "down_weight": hp["cmrf_down_weight"]})], ("sum", {})
+
+
+@method("moosa", "MOOSA (closed-set DG): entropy-weighted CE of unimodal + fused heads, entropy minimisation, "
+        "multimodal jigsaw, masked cross-modal translation, and SimMMDG's SupCon + distance; strategy sum.",
+        **{k: v for k, v in METHODS["simmmdg"].hparams.items()},
+        ent_temp=1.0, ent_min=0.001, jigsaw_weight=1.0, jigsaw_splits=4, jigsaw_perms=128, jigsaw_hidden=512,
+        mask_ratio=0.3)
+def _moosa(hp):
+    _check_hp("moosa", hp, positive=("ent_temp",), nonnegative=("ent_min", "jigsaw_weight", "mask_ratio"),
+              ints=("jigsaw_splits", "jigsaw_perms", "jigsaw_hidden"))
+    if not hp["mask_ratio"] < 1:
+        raise ValueError(f"moosa: hyperparameter 'mask_ratio' must be < 1, got {hp['mask_ratio']!r}")
+    simmmdg, _ = _simmmdg(hp)
+    shared = [spec for spec in simmmdg if spec[0] in ("supcon_shared", "ss_distance")]
+    return [("moosa_heads", {"temperature": hp["ent_temp"], "ent_weight": hp["ent_min"]}), *shared,
+            ("moosa_jigsaw", {"weight": hp["jigsaw_weight"], "splits": hp["jigsaw_splits"],
+                              "perms": hp["jigsaw_perms"], "hidden": hp["jigsaw_hidden"]}),
+            ("masked_translation", {"weight": hp["alpha_trans"], "hidden": hp["trans_hidden"],
+                                    "dropout": hp["trans_dropout"], "mask_ratio": hp["mask_ratio"]})], ("sum", {})
+# <<< issue 18 (branch i18a)

@@ -26,6 +26,7 @@ from .data.base import benchmark_for_target
 from .data.base import make_loader
 from .data.protocol import DGSplit, make_split
 from .experiments.results import atomic_torch_save
+from .evaluation.missing import flat_missing, missing_for_epoch
 from .methods import Method, build_method, resolve
 from .models.model import MultimodalModel, build_model
 from .models.presets import preset_encoders
@@ -286,6 +287,7 @@ def train(cfg: RunConfig, checkpoint: Path | None = None, progress: bool = True,
                "seconds": time.time() - t0}
         if cfg.trace:
             row["trace"] = _stack_trace(trace)
+        missing_for_epoch(method, history, row, val_loader, test_loader, device, cfg.amp)  # issue 18
         for part in (method.strategy, *method.objectives):   # epoch hooks (Grad-Blending, OGM-GE's window)
             if hasattr(part, "epoch_end"):
                 part.epoch_end(epoch, method, row, val_loader)
@@ -309,6 +311,7 @@ def train(cfg: RunConfig, checkpoint: Path | None = None, progress: bool = True,
     record = {"config": cfg.to_dict(), "run_id": cfg.run_id(), "split": split.name,
               "epochs": history, "final": select(history, method.model.modalities),
               "env": environment(device), "complete": True}
+    record["final"].update(flat_missing(history, record["final"]["selected_epoch"]))  # issue 18
     if callable(getattr(bench, "skipped_samples", None)):  # file-backed benchmarks: samples skipped for bad media
         record["skipped_samples"] = bench.skipped_samples()
     if keep_model:

@@ -256,6 +256,14 @@ class CrossModalTranslation(Objective):
         logs["translation"] = loss.detach()
         return Term(self.name, self.kind, self.weight * loss, None, logs)
 
+    def translate(self, feats: dict[str, torch.Tensor], missing: str) -> torch.Tensor:
+        """``missing``'s feature predicted from the others: the mean of ``T_{a->missing}(z^a)`` over
+        the available modalities ``a`` (used by the missing-modality evaluation)."""
+        srcs = [a for a, b in self.pairs if b == missing and a in feats]
+        if not srcs:
+            raise KeyError(f"{self.name}: no translator into modality {missing!r} from {sorted(feats)}")
+        return torch.stack([self.translators[f"{a}->{missing}"](feats[a]) for a in srcs]).mean(0)
+
 
 @OBJECTIVES.register("rna")
 class RelativeNormAlignment(Objective):
