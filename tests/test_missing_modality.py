@@ -122,3 +122,26 @@ def test_trainer_records_the_selected_epochs_missing_modality_results(monkeypatc
     assert [e["test"] for e in bare["epochs"]] == [e["test"] for e in erm["epochs"]]
     assert [e["train"] for e in bare["epochs"]] == [e["train"] for e in erm["epochs"]]
     assert not any(k.startswith("missing_") for k in bare["final"])
+
+
+def test_missing_table_averages_targets_then_seeds():
+    import pandas as pd
+    from mmdg.experiments.robustness import missing_table
+    rows = []
+    for seed, base in ((0, 10.0), (1, 20.0)):
+        for target, shift in (("t0", 0.0), ("t1", 2.0)):
+            rows.append({"method": "simmmdg", "seed": seed, "target": target, "missing_full": 90.0,
+                         "missing_zero_a": base + shift, "missing_source_mean_a": 50.0,
+                         "missing_translation_a": 60.0 + shift})
+    rows.append({"method": "erm", "seed": 0, "target": "t0", "missing_full": 80.0, "missing_zero_a": 5.0,
+                 "missing_source_mean_a": 40.0, "missing_translation_a": float("nan")})
+    rows.append({"method": "old", "seed": 0, "target": "t0", "missing_full": float("nan")})
+    table = missing_table(pd.DataFrame(rows))
+    # per-seed target means 11 and 21: mean 16, sample std sqrt(50) = 7.07
+    assert table.loc[("simmmdg", "a"), "zero-filled"] == "16.0 ± 7.1"
+    assert table.loc[("simmmdg", "a"), "translated"] == "61.0 ± 0.0"
+    assert table.loc[("simmmdg", "a"), "seeds"] == 2
+    assert table.loc[("erm", "a"), "translated"] == "–" and table.loc[("erm", "a"), "source mean"] == "40.0"
+    assert "old" not in table.index.get_level_values(0)
+    with pytest.raises(KeyError, match="missing-modality"):
+        missing_table(pd.DataFrame([{"method": "x", "seed": 0, "target": "t"}]))
