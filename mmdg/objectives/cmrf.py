@@ -33,6 +33,9 @@ Deviations from the released code (stated):
   ``optimizer.step()`` (the same weights reach the same forward pass);
 * the coefficients conditioned on ``> 1/2`` are drawn as ``max(x, 1 - x)``, ``x ~ Beta(alpha, alpha)``,
   which for a symmetric Beta has exactly the law of the reference's rejection sampling;
+* the teacher holds the model (encoders, fusion, fused classifier) and the projectors; the
+  unimodal heads of ``cmrf_unimodal`` are not averaged (they do not enter the distillation,
+  and the SMA model's predictions are not evaluated here);
 * only the online model is evaluated and reported (the reference also evaluates the SMA
   model); the optional SAM branch is not ported;
 * the unimodal heads are linear layers on ``z^m`` owned by the objective (the reference's
