@@ -341,7 +341,7 @@ def _cmrf(hp):
 
 @method("moosa", "MOOSA (closed-set DG): entropy-weighted CE of unimodal + fused heads, entropy minimisation, "
         "multimodal jigsaw, masked cross-modal translation, and SimMMDG's SupCon + distance; strategy sum.",
-        **{k: v for k, v in METHODS["simmmdg"].hparams.items()},
+        **METHODS["simmmdg"].hparams,
         ent_temp=1.0, ent_min=0.001, jigsaw_weight=1.0, jigsaw_splits=4, jigsaw_perms=128, jigsaw_hidden=512,
         mask_ratio=0.3)
 def _moosa(hp):
