@@ -3,6 +3,7 @@ from . import core  # noqa: F401  (registers ce, domain_adv, unimodal_ce)
 from . import unimodal_heads  # noqa: F401  (registers unimodal_heads, GMP's authors' variant)
 from .mer import MER, effective_rank, gaussian_entropy, marginal_entropy_loss, mer_loss, mer_parts, spectral_entropy_loss  # noqa: F401
 from . import mmdg_methods  # noqa: F401  (registers supcon_shared, ss_distance, translation, rna)
+from . import drb, peers  # noqa: F401  (registers drb, cggm_heads, modality_kl, domain_adv_released)
 from .base import OBJECTIVES, Context, Objective, Term, build_objective, true_class_prob
 
 __all__ = ["OBJECTIVES", "Context", "Objective", "Term", "build_objective", "true_class_prob",
