@@ -19,7 +19,7 @@ from ..data.base import Batch
 from ..models.heads import grad_reverse
 from ..models.model import ModelOutput
 from ..registry import check_number
-from .base import OBJECTIVES, Context, Objective, Term, true_class_prob
+from .base import OBJECTIVES, Context, Objective, Term, full_precision, true_class_prob
 
 
 @OBJECTIVES.register("cggm_heads")
@@ -41,7 +41,8 @@ class CGGMHeads(Objective):
     def forward(self, out: ModelOutput, batch: Batch) -> Term:
         logits = {m: self.heads[m](z.detach()) for m, z in out.feats.items()}
         losses = {m: F.cross_entropy(lg.float(), batch.label) for m, lg in logits.items()}
-        logs = {f"cggm_acc_{m}": (lg.argmax(1) == batch.label).float().mean() for m, lg in logits.items()}
+        logs = {f"cggm_acc_{m}": full_precision((lg.argmax(1) == batch.label).to(lg.dtype)).mean()
+                for m, lg in logits.items()}
         logs.update({f"cggm_ce_{m}": v.detach() for m, v in losses.items()})
         return Term(self.name, self.kind, self.weight * torch.stack(list(losses.values())).sum(), None, logs)
 
@@ -52,7 +53,7 @@ def symmetric_kl(logits: dict[str, torch.Tensor]) -> torch.Tensor:
     if not pairs:
         first = next(iter(logits.values()))
         return first.sum() * 0.0
-    logp = {m: F.log_softmax(lg.float(), dim=1) for m, lg in logits.items()}
+    logp = {m: F.log_softmax(full_precision(lg), dim=1) for m, lg in logits.items()}
     total = 0.0
     for a, b in pairs:
         kl_ab = (logp[a].exp() * (logp[a] - logp[b])).sum(1).mean()

@@ -91,7 +91,8 @@ class CGGM(Strategy, nn.Module):
         for m in model.modalities:
             d = model.fusion.dims[m]
             w_m = self._heads[0][m].weight.detach()
-            out.append(F.cosine_similarity(w_m.reshape(-1).float(), w[:, start:start + d].reshape(-1).float(), dim=0))
+            dt = torch.float64 if w.dtype == torch.float64 else torch.float32
+            out.append(F.cosine_similarity(w_m.reshape(-1).to(dt), w[:, start:start + d].reshape(-1).to(dt), dim=0))
             start += d
         return torch.stack(out)
 
@@ -100,7 +101,7 @@ class CGGM(Strategy, nn.Module):
         if term is None:
             raise ValueError(f"the cggm strategy needs the 'cggm_heads' term; got {[t.name for t in terms]}")
         mods = model.modalities
-        acc = torch.stack([term.logs[f"cggm_acc_{m}"].detach().float() for m in mods])
+        acc = torch.stack([term.logs[f"cggm_acc_{m}"].detach() for m in mods])
         prev = torch.zeros_like(acc) if self.prev is None else self.prev.to(acc)
         coeff = cggm_coefficients(acc, prev)
         self.prev = acc.detach()
