@@ -509,3 +509,21 @@ def test_mer_released_training_what_lars_does_here():
     assert strat[0] == "gmp" and [o for o, _ in objs] == ["ce", "mer", "domain_adv"]
     rec = _train("mer_released+gmp", {"mer_hidden": 16}, epochs=1, lr=1e-4)
     assert rec["final"]["oracle_test_acc"] >= rec["final"]["test_acc"]
+
+
+def test_the_trainer_draws_balanced_batches_for_mer_released():
+    # sources of unequal size (48 and 24): balanced batches of 8 + 8 give 24 // 8 = 3 steps an epoch,
+    # the shuffled loader 72 // 16 = 4; the per-step GMP logs (trace) count the steps
+    from mmdg.data.protocol import DGSplit
+    toy = Toy()
+    d0, d1 = toy.dataset("d0", "train").with_domain(0), toy.dataset("d1", "train").with_domain(1)
+    d1 = TensorDataset({k: x[:24] for k, x in d1.inputs.items()}, d1.label[:24], d1.domain[:24])
+    val = TensorDataset.concat([toy.dataset("d0", "test").with_domain(0), toy.dataset("d1", "test").with_domain(1)])
+    split = DGSplit(("d0", "d1"), "d2", TensorDataset.concat([d0, d1]), val, toy.dataset("d2", "test"))
+    steps = {}
+    for name, hp in (("mer_released+gmp", {}), ("mer+gmp", {})):
+        cfg = RunConfig(target="d2", benchmark="toy", method=name, hparams={"mer_hidden": 16, "gmp_log_every": 1, **hp},
+                        encoders=MLP_ENCODERS, epochs=1, trace=True)
+        rec = train(cfg, benchmark=toy, split=split, progress=False)
+        steps[name] = len(rec["epochs"][0]["trace"]["_step"])
+    assert steps == {"mer_released+gmp": 3, "mer+gmp": 4}
