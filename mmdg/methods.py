@@ -314,6 +314,7 @@ def _grad_blending(hp):
         raise ValueError(f"grad_blending: hyperparameter 'gb_heads' must be 'aux' or 'shares', got {hp['gb_heads']!r}")
     return [("grad_blending", {"heads": hp["gb_heads"]})], ("sum", {})
 
+
 # ================================================================================================
 # Issue 18 (CGGM, DRB, BALGRAD, GMP as released, MER-DG as released).  Sources and deviations are
 # in the docstrings of mmdg/strategies/{cggm,balgrad,gmp_released}.py, mmdg/objectives/{drb,peers}.py,

@@ -26,7 +26,7 @@ from mmdg.strategies.gmp_released import released_combine
 from mmdg.train import RunConfig, train
 
 from conftest import MLP_ENCODERS, Toy
-from test_balancing import _batch, _same
+from test_balancing import _batch
 
 D = torch.float64
 

@@ -29,7 +29,6 @@ import math
 import re
 
 import torch
-from torch import nn
 
 from ..data.base import Batch
 from ..models.model import ModelOutput
