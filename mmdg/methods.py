@@ -126,9 +126,10 @@ class Method(nn.Module):
         self.model = model
         self.objectives = nn.ModuleList(objectives)
         self.strategy = strategy
-        for obj in objectives:   # objectives that need the online model (CMRF's SMA teacher)
-            if hasattr(obj, "bind_model"):
-                obj.bind_model(model)
+        self.train_options: dict = {}          # optimizer / sampler a method asks the trainer for
+        for part in (strategy, *objectives):   # parts that need the model (e.g. DRB's initial weights)
+            if hasattr(part, "bind"):
+                part.bind(model, list(objectives))
 
     def terms(self, batch: Batch) -> tuple[ModelOutput, list[Term]]:
         out = self.model(batch.inputs)
@@ -142,11 +143,13 @@ class Method(nn.Module):
 
 
 def build_method(name: str, model: MultimodalModel, num_domains: int, overrides: dict | None = None) -> Method:
-    objectives, (strategy, skw), _ = resolve(name, overrides)
+    objectives, (strategy, skw), hp = resolve(name, overrides)
     ctx = Context(model.modalities, {m: e.out_dim for m, e in model.encoders.items()},
                   model.classifier.out_dim, num_domains)
     objs = [build_objective(o, ctx, **kw) for o, kw in objectives]
-    return Method(model, objs, build_strategy(strategy, **skw))
+    method = Method(model, objs, build_strategy(strategy, **skw))
+    method.train_options = {k: hp[k] for k in TRAIN_OPTIONS if k in hp}
+    return method
 
 
 # MER-DG (MER-DG.md §3): + lambda * sum_m MER(P_m(z^m)); mer_hidden=2048 is the paper's, smaller suits CPU.
@@ -168,17 +171,21 @@ def _mer(hp):
 # Table 4 ablations: gmp_ablation in mmdg.strategies.ABLATIONS ("igdm_only", "cagp_only", "unified",
 # "no_k", "no_p", "proj_cls", "proj_dom", "pcgrad", "reverse_cagp", "base", "full"), or set
 # gmp_modulate / gmp_project directly; gmp_variant="unimodal_heads" is the authors' later code path
-# (auxiliary unimodal heads, weight unimodal_weight, supply the modulated classification gradient).
+# (auxiliary unimodal heads, weight unimodal_weight, supply the modulated classification gradient);
+# gmp_variant="released" is that code as released (released_* hparams; see the block at the end).
 @plugin("gmp", "GMP: per-modality decoupled modulation (k from rho, p from sigma) and conflict-adaptive "
         "projection of the classification and domain-adversarial encoder gradients; adds domain_adv "
         "if the method has no 'dom' objective.",
         lambda_d=0.3, disc_hidden=0, alpha_k=0.5, alpha_p=0.5, gmp_modulate="decoupled",
         gmp_project="adaptive", gmp_ablation="", gmp_ogm_form=False, gmp_variant="paper",
-        unimodal_weight=3.0, gmp_engine="fast", gmp_log_every=0)
+        unimodal_weight=3.0, gmp_engine="fast", gmp_log_every=0,
+        released_dom_weight=0.5, released_grl=0.3, released_proj_dim=512, released_train_disc=False)
 def _gmp_plugin(hp, objectives, strategy):
     from .objectives import OBJECTIVES
     if strategy[0] != "sum":
         raise ValueError(f"the gmp plugin replaces the 'sum' strategy; this method uses {strategy[0]!r}")
+    if hp["gmp_variant"] == "released":      # the authors' released code: see the block at the end
+        return _gmp_released_plugin(hp, objectives, strategy)
     objectives = list(objectives)
     if not any(OBJECTIVES.get(name).kind == "dom" for name, _ in objectives):
         objectives.append(("domain_adv", {"weight": hp["lambda_d"], "hidden": hp["disc_hidden"]}))
@@ -357,3 +364,106 @@ def _moosa(hp):
             ("masked_translation", {"weight": hp["alpha_trans"], "hidden": hp["trans_hidden"],
                                     "dropout": hp["trans_dropout"], "mask_ratio": hp["mask_ratio"]})], ("sum", {})
 # <<< issue 18 (branch i18a)
+
+
+# ================================================================================================
+# Issue 18 (CGGM, DRB, BALGRAD, GMP as released, MER-DG as released).  Sources and deviations are
+# in the docstrings of mmdg/strategies/{cggm,balgrad,gmp_released}.py, mmdg/objectives/{drb,peers}.py,
+# mmdg/optim.py and mmdg/data/samplers.py.  +gmp swaps the 'sum' strategy, so it applies to drb
+# and mer_released only (cggm and balgrad are strategies of their own); +mer applies to all.
+# ================================================================================================
+
+#: Hyperparameters a method hands to the trainer (optimizer and training sampler), not to its parts.
+TRAIN_OPTIONS = ("optimizer", "lars_eta", "lars_momentum", "lars_weight_decay", "sampler")
+
+#: Run settings (RunConfig fields) of the released recipes; the methods of the same names carry the
+#: rest.  GMP: MMDG-Bench train_GMP.py (Adam 1e-4, no weight decay, batch 16, 15 epochs, fused MLP
+#: head 512 with dropout 0.5).  MER-DG: train_mer_dg.py (lr 1e-4 with LARS, batch 16, 20 epochs,
+#: fused MLP head 512 with dropout 0.5).
+RECIPES = {
+    "gmp_released": {"epochs": 15, "batch_size": 16, "lr": 1e-4, "weight_decay": 0.0,
+                     "head_hidden": 512, "head_dropout": 0.5},
+    "mer_released": {"epochs": 20, "batch_size": 16, "lr": 1e-4, "head_hidden": 512, "head_dropout": 0.5},
+}
+
+_RELEASED_IGNORES = {"gmp_modulate": "decoupled", "gmp_project": "adaptive", "gmp_ablation": "",
+                     "gmp_ogm_form": False, "gmp_engine": "fast"}
+
+
+def _gmp_released_plugin(hp, objectives, strategy):
+    from .objectives import OBJECTIVES
+    for k, default in _RELEASED_IGNORES.items():
+        if hp[k] != default:
+            raise ValueError(f"gmp_variant='released' has no hyperparameter {k!r} (got {hp[k]!r}); leave it at "
+                             f"{default!r}")
+    _check_hp("gmp (released)", hp, nonnegative=("unimodal_weight", "released_dom_weight", "released_grl"),
+              ints=("released_proj_dim",))
+    dom = [name for name, _ in objectives if OBJECTIVES.get(name).kind == "dom"]
+    if dom:
+        raise ValueError(f"gmp_variant='released' brings its own domain objective (domain_adv_released); this "
+                         f"method already has {dom}")
+    objectives = list(objectives)
+    if not any(name == "unimodal_heads" for name, _ in objectives):
+        objectives.append(("unimodal_heads", {"weight": hp["unimodal_weight"]}))
+    objectives.append(("domain_adv_released", {"weight": hp["released_dom_weight"], "grl": hp["released_grl"],
+                                               "proj_dim": hp["released_proj_dim"]}))
+    return objectives, ("gmp_released", {"alpha_k": hp["alpha_k"], "alpha_p": hp["alpha_p"],
+                                         "train_disc": hp["released_train_disc"], "log_every": hp["gmp_log_every"]})
+
+
+@method("gmp_released", "GMP as released (MMDG-Bench train_GMP.py): late fusion CE, unimodal heads' CE x3.0 "
+        "and per-modality domain CE x0.5 (shared, untrained discriminator on 512-d projections, GRL 0.3) "
+        "decoupled on each encoder + its head, stronger one projected on conflict, added to the fused CE's "
+        "backward; alpha_p 0.1 (its sweep config).  Recipe: RECIPES['gmp_released'].",
+        **{**PLUGINS["gmp"][1], "gmp_variant": "released", "alpha_p": 0.1})
+def _gmp_released(hp):
+    return _gmp_plugin(hp, *_erm(hp))
+
+
+@method("cggm", "CGGM: CE; per-modality classifiers on detached features; encoder gradients scaled by "
+        "rho B_m from their accuracy gains, + lambda L_gm (classifier/fused-head weight cosines), clip 0.8.",
+        cggm_rho=1.3, cggm_lambda=0.05, cggm_clip=0.8, cggm_heads_weight=1.0, lambda_d=0.0, disc_hidden=0)
+def _cggm(hp):
+    _check_hp("cggm", hp, nonnegative=("cggm_rho", "cggm_lambda", "cggm_clip", "cggm_heads_weight"))
+    return (_with_domain("cggm", hp, [("ce", {}), ("cggm_heads", {"weight": hp["cggm_heads_weight"]})]),
+            ("cggm", {"rho": hp["cggm_rho"], "lam": hp["cggm_lambda"], "clip": hp["cggm_clip"]}))
+
+
+@method("drb", "DRB (Diagnosing & Re-learning, ECCV 2024): CE; every drb_every epochs (at most drb_times) each "
+        "encoder is softly re-initialised by tanh(drb_lambda * |train - val k-means purity|); strategy sum.",
+        drb_lambda=3.0, drb_every=20, drb_times=3)
+def _drb(hp):
+    _check_hp("drb", hp, nonnegative=("drb_lambda",), ints=("drb_every", "drb_times"))
+    return [("ce", {}), ("drb", {"lam": hp["drb_lambda"], "every": hp["drb_every"], "times": hp["drb_times"]})], \
+        ("sum", {})
+
+
+@method("balgrad", "BALGRAD: CE + unimodal heads' CE + symmetric KL between their predictions; KL encoder "
+        "gradients reweighted by unimodal loss share (our reading), fused-CE gradient projected off the "
+        "KL gradient on conflict.", balgrad_uni_weight=1.0, balgrad_kl_weight=1.0, balgrad_weighting="loss",
+        lambda_d=0.0, disc_hidden=0)
+def _balgrad(hp):
+    _check_hp("balgrad", hp, nonnegative=("balgrad_uni_weight", "balgrad_kl_weight"))
+    return (_with_domain("balgrad", hp, [("ce", {}), ("unimodal_heads", {"weight": hp["balgrad_uni_weight"]}),
+                                          ("modality_kl", {"weight": hp["balgrad_kl_weight"]})]),
+            ("balgrad", {"weighting": hp["balgrad_weighting"]}))
+
+
+@method("mer_released", "MER-DG as released (train_mer_dg.py): late fusion CE + lambda_mer 3 * MER on "
+        "LayerNorm projectors (hidden 2048), LARS (eta 1e-3, momentum 0.9, wd 1e-6, bias/norm excluded), "
+        "balanced per-domain batches.  Recipe: RECIPES['mer_released']; its selection is the oracle "
+        "(final['oracle_test_acc']).",
+        **{**PLUGINS["mer"][1], "optimizer": "lars", "lars_eta": 0.001, "lars_momentum": 0.9,
+           "lars_weight_decay": 1e-6, "sampler": "balanced_domain"})
+def _mer_released(hp):
+    from .data.samplers import SAMPLERS
+    from .optim import OPTIMIZERS
+    if hp["optimizer"] not in OPTIMIZERS:
+        raise ValueError(f"mer_released: hyperparameter 'optimizer' must be one of {list(OPTIMIZERS)}, "
+                         f"got {hp['optimizer']!r}")
+    if hp["sampler"] not in SAMPLERS:
+        raise ValueError(f"mer_released: hyperparameter 'sampler' must be one of {list(SAMPLERS)}, got {hp['sampler']!r}")
+    _check_hp("mer_released", hp, positive=("lars_eta",), nonnegative=("lars_weight_decay",))
+    if not 0 <= hp["lars_momentum"] < 1:
+        raise ValueError(f"mer_released: hyperparameter 'lars_momentum' must be in [0, 1), got {hp['lars_momentum']!r}")
+    return _mer_plugin(hp, *_erm(hp))

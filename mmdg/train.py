@@ -25,11 +25,13 @@ from . import __version__
 from .data.base import benchmark_for_target
 from .data.base import make_loader
 from .data.protocol import DGSplit, make_split
+from .data.samplers import make_train_loader
 from .experiments.results import atomic_torch_save
 from .evaluation.missing import flat_missing, missing_for_epoch
 from .methods import Method, build_method, resolve
 from .models.model import MultimodalModel, build_model
 from .models.presets import preset_encoders
+from .optim import make_optimizer
 
 
 @dataclass
@@ -225,10 +227,10 @@ def train(cfg: RunConfig, checkpoint: Path | None = None, progress: bool = True,
     bench, split, method = build_run(cfg, split, benchmark)
     method.to(device)
     params = method.trainable_parameters()
-    optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(params, cfg.lr, cfg.weight_decay, method.train_options)  # Adam unless the method says
     pin = device.type == "cuda"
-    train_loader = make_loader(split.train, cfg.batch_size, shuffle=True, drop_last=True, seed=cfg.seed,
-                               num_workers=cfg.num_workers, pin_memory=pin)
+    train_loader = make_train_loader(split.train, cfg.batch_size, cfg.seed, method.train_options.get("sampler", "shuffle"),
+                                     num_workers=cfg.num_workers, pin_memory=pin)
     if len(train_loader) == 0:
         raise ValueError(f"training set of {len(split.train)} samples gives no full batch of "
                          f"batch_size={cfg.batch_size}")

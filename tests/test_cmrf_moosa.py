@@ -63,7 +63,7 @@ def test_cmrf_teacher_follows_the_sma_schedule():
     model = _toy_model()
     ctx = Context(["a", "b"], {"a": 4, "b": 4}, 3, 2)
     obj = build_objective("cmrf_flatten", ctx, sma_start=1, dim=4, hidden=8)
-    obj.bind_model(model)
+    obj.bind(model, [obj])
     obj.train()
     lin = model.classifier.net
     values = [1.0, 2.0, 4.0, 9.0]
@@ -112,7 +112,7 @@ def test_cmrf_flatten_loss_is_supcon_then_adds_distillation():
     torch.manual_seed(1)
     model = _toy_model()
     obj = build_objective("cmrf_flatten", CTX, alpha_con=2.0, distill=5.0, sma_start=0, dim=4, hidden=8)
-    obj.bind_model(model)
+    obj.bind(model, [obj])
     obj.train()
     batch = _batch()
     out = model(batch.inputs)

@@ -5,6 +5,7 @@ from .mer import MER, effective_rank, gaussian_entropy, marginal_entropy_loss, m
 from . import mmdg_methods  # noqa: F401  (registers supcon_shared, ss_distance, translation, rna)
 from . import cmrf  # noqa: F401  (registers cmrf_unimodal, cmrf_flatten)
 from . import moosa  # noqa: F401  (registers moosa_heads, moosa_jigsaw, masked_translation)
+from . import drb, peers  # noqa: F401  (registers drb, cggm_heads, modality_kl, domain_adv_released)
 from .base import OBJECTIVES, Context, Objective, Term, build_objective, true_class_prob
 
 __all__ = ["OBJECTIVES", "Context", "Objective", "Term", "build_objective", "true_class_prob",

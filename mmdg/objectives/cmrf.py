@@ -143,7 +143,7 @@ class CMRFUnimodal(Objective):
 class CMRFFlatten(Objective):
     """SupCon on the projections + distillation toward Beta-mixed SMA-teacher projections (kind "other").
 
-    Needs the online model: :class:`~mmdg.methods.Method` calls :meth:`bind_model`, which
+    Needs the online model: :class:`~mmdg.methods.Method` calls :meth:`bind`, which
     copies it (and the projectors) into the teacher.  The teacher is a submodule with
     ``requires_grad=False``: it is checkpointed with the method and never optimised.
     """
@@ -174,7 +174,7 @@ class CMRFFlatten(Objective):
         self.teacher: nn.ModuleDict | None = None
         self._online: list[nn.Module] = []   # a plain list: the online model is not a submodule here
 
-    def bind_model(self, model: nn.Module) -> None:
+    def bind(self, model: nn.Module, objectives=()) -> None:
         self._online = [model]
         self.teacher = nn.ModuleDict({"model": copy.deepcopy(model),
                                       "projectors": copy.deepcopy(self.projectors)})

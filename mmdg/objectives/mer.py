@@ -188,7 +188,8 @@ class MER(Objective):
       128 dimensions, and absolute values are not comparable across batch sizes.
     * **Optimizer (stated deviation).** The authors' variant-A script defaults to
       LARS at lr 1e-4 without schedule (steps too small to train, MER-DG.md §4);
-      here the trainer's optimizer (Adam) is used for every method.
+      here the trainer's optimizer (Adam) is used, except by the method ``mer_released``
+      (the released recipe: LARS, balanced per-domain batches; ``mmdg.methods.RECIPES``).
     """
 
     kind = "other"

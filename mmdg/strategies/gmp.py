@@ -55,7 +55,8 @@ Readings and deviations (GMP.md §6), stated once here:
   (classifier, fusion, discriminator, projectors, auxiliary heads) receives the plain
   summed gradient of all terms, so the discriminator minimises lambda L_d (GMP.md §6.9;
   the authors' code never trains its discriminator, which we treat as a bug).
-* ``variant="unimodal_heads"`` (:class:`GMP`) is the authors' later code path, not the paper.
+* ``variant="unimodal_heads"`` (:class:`GMP`) is the authors' later code path, not the paper;
+  ``variant="released"`` is that code as released (strategy ``gmp_released``, gmp_released.py).
 """
 from __future__ import annotations
 
@@ -71,7 +72,7 @@ from .base import STRATEGIES, Strategy
 
 MODULATE = ("decoupled", "unified", "k_only", "p_only", "none")
 PROJECT = ("adaptive", "cls", "dom", "pcgrad", "reverse", "none")
-VARIANTS = ("paper", "unimodal_heads")
+VARIANTS = ("paper", "unimodal_heads", "released")   # "released": strategy gmp_released (gmp_released.py)
 ENGINES = ("fast", "naive")
 BRANCHES = ("none", "project_cls", "project_dom", "project_both")  # index = branch code
 _RATIO_FLOOR = 1e-12
@@ -338,6 +339,8 @@ class GMP(Strategy):
             modulate, project = opts["modulate"], opts["project"]
         check_options(alpha_k, alpha_p, modulate, project, ogm_form)
         _check("variant", variant, VARIANTS)
+        if variant == "released":
+            raise ValueError("GMP variant 'released' is its own strategy, 'gmp_released' (the gmp plugin picks it)")
         _check("engine", engine, ENGINES)
         if isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 0:
             raise ValueError(f"GMP log_every must be an int >= 0, got {log_every!r}")
