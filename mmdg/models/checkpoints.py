@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import pickle
-import zipfile
 from pathlib import Path
 
 import torch
@@ -34,17 +33,21 @@ def safe_load(path: str | Path, who: str):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()
-        detail = next((ln.strip() for ln in first if "GLOBAL" in ln or "Unsupported" in ln), first[0] if first else "")
+        lines = [ln.strip() for ln in str(e).strip().splitlines()]
+        detail = next((ln for ln in lines if "GLOBAL" in ln or "Unsupported" in ln), None)
+        if detail is None:
+            raise ValueError(f"{who}: {path} is not a PyTorch checkpoint (UnpicklingError: "
+                             f"{lines[0] if lines else 'unreadable'})") from None
         raise ValueError(
             f"{who}: refusing to load {path}: its pickle holds Python objects beyond tensors and plain "
             f"containers ({detail}). Loading it would need torch.load(weights_only=False), which runs code "
             "named inside the file. If you trust the file, re-save just its tensors, e.g. "
             "torch.save({'state_dict': torch.load(p, weights_only=False)['state_dict']}, new_path), "
             "and pass new_path.") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as e:
+    except Exception as e:  # noqa: BLE001  (a truncated or foreign file fails in many ways inside the unpickler)
+        first = str(e).strip().splitlines()
         raise ValueError(f"{who}: {path} is not a PyTorch checkpoint ({type(e).__name__}: "
-                         f"{str(e).strip().splitlines()[0] if str(e).strip() else 'unreadable'})") from None
+                         f"{first[0] if first else 'unreadable'})") from None
 
 
 def mmaction_backbone_state(obj, path: str | Path, who: str) -> dict[str, torch.Tensor]:
