@@ -164,3 +164,15 @@ def test_checkpoint_flag_reaches_the_encoders(epic_root, tmp_path, capsys):
     assert "none.pth" in capsys.readouterr().err
     assert cli(epic_root, tmp_path, "--checkpoint", "phone=x.pth") == 2
     assert "checkpoints given for modalities ['phone']" in capsys.readouterr().err
+
+
+def test_frozen_trunk_keeps_statistics_and_only_layer4_learns():
+    enc = build_encoder("slowfast_r101", (3, 8, 32, 32))
+    enc.train()
+    stem_bn, tail_bn = enc.net.slow_path.conv1.bn, enc.net.fast_path.layer4[0].conv1.bn
+    before = stem_bn.running_mean.clone(), tail_bn.running_mean.clone()
+    enc(torch.randn(2, 3, 8, 32, 32)).square().sum().backward()
+    assert torch.equal(stem_bn.running_mean, before[0]) and not torch.equal(tail_bn.running_mean, before[1])
+    with_grad = {n.split(".")[1] + "." + n.split(".")[2] for n, p in enc.named_parameters() if p.grad is not None}
+    assert with_grad == {"slow_path.layer4", "fast_path.layer4"}
+    assert all(not p.requires_grad for n, p in enc.named_parameters() if "layer4" not in n)

@@ -56,11 +56,10 @@ class Video3dEncoder(TrunkSplit, nn.Module):
 
     def train(self, mode: bool = True) -> "Video3dEncoder":
         super().train(mode)
-        if self.frozen:  # frozen BatchNorm statistics never update
-            tail = {id(m) for t in self._tail_modules() for m in t.modules()}
-            for m in self.net.modules():
-                if id(m) not in tail:
-                    m.train(False)
+        if self.frozen:  # frozen BatchNorm statistics never update; layer4's do in training
+            self.net.train(False)
+            for t in self._tail_modules():
+                t.train(mode)
         return self
 
     def forward_trunk(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
