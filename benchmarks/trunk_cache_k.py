@@ -54,7 +54,8 @@ def main(argv=None) -> list[dict]:
                       f"{rows[-1]['val_acc']:.1f}  last-epoch target {rows[-1]['last_test_acc']:.1f}  "
                       f"{rows[-1]['seconds']:.0f} s", flush=True)
     print(f"\nEPIC fixture ({a.clips} clips per domain and split), target {a.target}, paper encoders (random "
-          f"init), {a.epochs} epochs, batch {a.batch_size}, lr {a.lr}, seeds {seeds}, {torch.get_num_threads()} threads")
+          f"init), {a.epochs} epochs, batch {a.batch_size}, lr {a.lr}, seeds {seeds}, "
+          f"{torch.get_num_threads()} threads")
     for k in ks:
         r = [x for x in rows if x["K"] == k]
         ms = lambda key: (f"{statistics.mean(x[key] for x in r):.1f} ± "  # noqa: E731

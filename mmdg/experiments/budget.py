@@ -27,7 +27,7 @@ def reference_shapes(modalities) -> tuple[dict, dict]:
 
 def epic_clip_counts() -> dict[str, dict[str, int]]:
     bench = build_benchmark("epic_kitchens")  # split files only
-    return {d: {"train": len(bench.segments(d, "train")), "test": len(bench.segments(d, "test"))} for d in bench.domains}
+    return {d: {s: len(bench.segments(d, s)) for s in ("train", "test")} for d in bench.domains}
 
 
 def table_budget(rows: list[tuple[str, str, str]], epochs: int = 20, batch_size: int = 16, seeds: int = 5,
