@@ -176,3 +176,8 @@ def test_frozen_trunk_keeps_statistics_and_only_layer4_learns():
     with_grad = {n.split(".")[1] + "." + n.split(".")[2] for n, p in enc.named_parameters() if p.grad is not None}
     assert with_grad == {"slow_path.layer4", "fast_path.layer4"}
     assert all(not p.requires_grad for n, p in enc.named_parameters() if "layer4" not in n)
+
+
+def test_slowfast_needs_four_frames():
+    with pytest.raises(ValueError, match="at least 4 frames"):
+        build_encoder("slowfast_r101", (3, 2, 32, 32))

@@ -80,7 +80,10 @@ class Video3dEncoder(TrunkSplit, nn.Module):
 @ENCODERS.register("slowfast_r101")
 def slowfast_r101(in_shape: tuple[int, ...], freeze_until: str | None = "layer3", weights: str | None = None,
                   dropout: float = 0.0) -> nn.Module:
-    """mmaction2 SlowFast-R101 (tau 4, alpha 4, beta 1/8) on RGB (3, T, H, W); 2304-d output."""
+    """mmaction2 SlowFast-R101 (tau 4, alpha 4, beta 1/8) on RGB (3, T, H, W), T >= 4; 2304-d output."""
+    if len(in_shape) == 4 and in_shape[1] < 4:
+        raise ValueError(f"encoder 'slowfast_r101' needs at least 4 frames (its slow pathway takes every 4th), "
+                         f"got in_shape {tuple(in_shape)}")
     return Video3dEncoder("slowfast_r101", in_shape, resnet3d.slowfast_r101(in_shape[0]), freeze_until, weights,
                           dropout)
 
