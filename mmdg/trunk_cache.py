@@ -17,7 +17,9 @@ random from the trainer's seeded generator (so a different view most epochs).
 What changes (stated): augmentation is limited to K draws per clip instead of a fresh one per
 epoch, and the trunk outputs are rounded to float16.  Every encoder must have a frozen trunk
 (:class:`mmdg.models.split.TrunkSplit`); the key hashes the benchmark settings, domain, split, K,
-seed and the trunk weights, so a changed checkpoint or clip setting never reuses stale features.
+seed and the trunk weights, so a changed checkpoint or clip setting never reuses stale features,
+while the runs of a sweep that differ only in method share one cache (it lives beside the run
+checkpoints, ``<results>/_checkpoints/trunk_cache/``, and is kept when they are deleted).
 """
 from __future__ import annotations
 
