@@ -29,3 +29,11 @@ def test_meta_count_of_a_paper_step_equals_the_count_of_a_real_step():
     assert real == meta
     # the trunk runs forward only; the tail forward and backward (about 3x its forward) is the rest
     assert 0 < meta["trunk_forward"] < meta["step"] and meta["tail_step"] == meta["step"] - meta["trunk_forward"]
+
+
+def test_trunk_cache_step_benchmark_runs_and_counts_less_work_cached():
+    from conftest import load_script
+    out = load_script("benchmarks/trunk_cache_step.py").main(
+        ["--size", "32", "--frames", "4", "--audio-frames", "16", "--batch", "2", "--rounds", "1", "--warmup", "0"])
+    assert out["uncached_s"] > 0 and out["cached_s"] > 0
+    assert 0 < out["flops"]["tail_step"] < out["flops"]["step"]
