@@ -36,7 +36,11 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hp", action="append", metavar="KEY=VALUE", help="method hyperparameter override")
     p.add_argument("--modalities", help="comma-separated subset of the benchmark's modalities")
     p.add_argument("--encoders", help='JSON: {"video": {"name": "r3d_18", "freeze_until": "layer3"}, ...}')
-    p.add_argument("--encoder-preset", default=d.encoder_preset, help="cpu or gpu")
+    p.add_argument("--encoder-preset", default=d.encoder_preset, help="cpu, gpu or paper")
+    p.add_argument("--checkpoint", action="append", metavar="MOD=PATH[,MOD=PATH]",
+                   help="pretrained encoder weights per modality, e.g. video=slowfast.pth,flow=...,audio=...")
+    p.add_argument("--cache-trunk", type=int, default=d.cache_trunk, metavar="K",
+                   help="precompute K augmented frozen-trunk outputs per clip; train layer4 + heads on them")
     p.add_argument("--fusion", default=d.fusion, help="concat, sum, film or gated")
     p.add_argument("--head-hidden", type=int, default=d.head_hidden)
     p.add_argument("--epochs", type=int, default=d.epochs)
@@ -63,7 +67,10 @@ def _config(a, method: str, target: str, seed: int):
     return RunConfig(target=target, benchmark=a.benchmark, benchmark_kwargs=bench, method=method,
                      hparams=_pairs(a.hp, "--hp"),
                      modalities=a.modalities.split(",") if a.modalities else None,
-                     encoders=encoders, encoder_preset=a.encoder_preset, fusion=a.fusion,
+                     encoders=encoders, encoder_preset=a.encoder_preset,
+                     checkpoints={k: str(v) for k, v in _pairs([i for c in a.checkpoint or [] for i in c.split(",")],
+                                                                "--checkpoint").items()},
+                     cache_trunk=a.cache_trunk, fusion=a.fusion,
                      head_hidden=a.head_hidden, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
                      weight_decay=a.weight_decay, seed=seed, device=a.device, amp=not a.no_amp,
                      num_workers=a.num_workers)

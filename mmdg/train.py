@@ -46,6 +46,8 @@ class RunConfig:
     modalities: list[str] | None = None          # None: all modalities of the benchmark
     encoders: dict[str, dict] | None = None      # None: the preset below
     encoder_preset: str = "cpu"
+    checkpoints: dict[str, str] = field(default_factory=dict)  # modality -> pretrained weights file
+    cache_trunk: int = 0                          # K > 0: cache K augmented trunk outputs per clip
     fusion: str = "concat"
     fusion_kwargs: dict = field(default_factory=dict)
     head_hidden: int = 0
@@ -62,7 +64,7 @@ class RunConfig:
     trace: bool = False                           # keep per-step strategy logs (rho, sigma, ...)
 
     def __post_init__(self):
-        checks = {"epochs": (self.epochs, 1), "batch_size": (self.batch_size, 1),
+        checks = {"epochs": (self.epochs, 1), "batch_size": (self.batch_size, 1), "cache_trunk": (self.cache_trunk, 0),
                   "eval_batch_size": (self.eval_batch_size, 1), "num_workers": (self.num_workers, 0)}
         for name, (value, low) in checks.items():
             if not isinstance(value, int) or value < low:
@@ -80,6 +82,9 @@ class RunConfig:
         d = self.to_dict()
         for k in ("device", "num_workers", "eval_batch_size"):
             d.pop(k)
+        for k in ("checkpoints", "cache_trunk"):  # added later: unset, they keep older runs' ids
+            if not d[k]:
+                d.pop(k)
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
@@ -151,11 +156,20 @@ def build_run(cfg: RunConfig, split: DGSplit | None = None, benchmark=None):
                          f"(modalities {list(bench.modalities)})")
     encoders = cfg.encoders if cfg.encoders is not None else preset_encoders(cfg.encoder_preset, mods)
     encoders = {m: encoders[m] for m in mods}
+    stray = sorted(set(cfg.checkpoints) - set(mods))
+    if stray:
+        raise ValueError(f"checkpoints given for modalities {stray} that this run lacks; it has {mods}")
+    encoders = {m: {**e, "weights": cfg.checkpoints[m]} if m in cfg.checkpoints else e for m, e in encoders.items()}
     seed_everything(cfg.seed)
     model = build_model(bench.input_shapes(), encoders, bench.num_classes, cfg.fusion, cfg.fusion_kwargs,
                         cfg.head_hidden, cfg.head_dropout)
     method = build_method(cfg.method, model, len(split.sources), cfg.hparams)
     return bench, split, method
+
+
+def trunk_cache_dir(checkpoint: Path | None) -> Path:
+    """Where ``cache_trunk`` stores trunk outputs: beside the run checkpoints, else ``.cache/trunk``."""
+    return Path(checkpoint).parent / "trunk_cache" if checkpoint is not None else Path(".cache") / "trunk"
 
 
 def _git_commit() -> str:
@@ -225,6 +239,9 @@ def train(cfg: RunConfig, checkpoint: Path | None = None, progress: bool = True,
     resolve(cfg.method, cfg.hparams)  # fail fast on bad names before building data
     device = resolve_device(cfg.device)
     bench, split, method = build_run(cfg, split, benchmark)
+    if cfg.cache_trunk:
+        from .trunk_cache import cached_split
+        split = cached_split(split, bench, method.model, cfg, trunk_cache_dir(checkpoint), device)
     method.to(device)
     params = method.trainable_parameters()
     optimizer = make_optimizer(params, cfg.lr, cfg.weight_decay, method.train_options)  # Adam unless the method says

@@ -359,20 +359,20 @@ def test_vggsound_resnet18_checkpoint_layout_loads_into_resnet18_audio(tmp_path)
     assert len(loaded) == len(net.state_dict()) - 2     # everything but fc.weight / fc.bias
 
 
-def test_mmaction_slowfast_checkpoint_is_refused_with_an_explanation(tmp_path):
+def test_mmaction_slowfast_checkpoint_is_redirected_from_torchvision_encoders(tmp_path):
     from mmdg.models.encoders import build_encoder
     sd = {"backbone.slow_path.conv1.conv.weight": torch.zeros(64, 3, 1, 7, 7),
           "backbone.fast_path.conv1.conv.weight": torch.zeros(8, 3, 5, 7, 7),
           "cls_head.fc_cls.weight": torch.zeros(400, 2304)}
     torch.save({"state_dict": sd, "meta": {"epoch": 256}}, tmp_path / "slowfast_r101.pth")
-    with pytest.raises(NotImplementedError, match="SlowFast-R101 .* not implemented"):
+    with pytest.raises(ValueError, match="mmaction2 recognizer checkpoint .* 'slowfast_r101'"):
         build_encoder("r2plus1d_18", (3, 4, 32, 32), weights=str(tmp_path / "slowfast_r101.pth"))
 
 
-def test_mmaction_slowonly_flow_checkpoint_is_refused(tmp_path):
+def test_mmaction_slowonly_flow_checkpoint_is_redirected(tmp_path):
     from mmdg.models.encoders import build_encoder
     torch.save({"state_dict": {"backbone.conv1.conv.weight": torch.zeros(64, 2, 1, 7, 7),
                                "backbone.layer1.0.conv1.conv.weight": torch.zeros(64, 64, 3, 1, 1)}},
                tmp_path / "slowonly_r50_flow.pth")
-    with pytest.raises(NotImplementedError, match="SlowOnly-R50"):
+    with pytest.raises(ValueError, match="SlowOnly-R50 .* 'slowonly_r50'"):
         build_encoder("r3d_18", (2, 4, 32, 32), weights=str(tmp_path / "slowonly_r50_flow.pth"))

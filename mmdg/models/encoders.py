@@ -11,6 +11,8 @@ Factories take the per-sample input shape first: ``ENCODERS.build(name, in_shape
   (spectrograms): torchvision ResNets with the stem adapted to ``in_shape[0]`` channels,
   returning the pooled 512-d feature.  Options: ``freeze_until`` (a stage name), ``weights``
   (a local checkpoint file, never downloaded), ``strict`` and ``channels_last``.
+- ``slowfast_r101`` (video) and ``slowonly_r50`` (flow): the papers' mmaction2 backbones, in
+  :mod:`.video3d`; they load mmaction2 recognizer checkpoints.
 
 Freezing (SimMMDG, research note §1.4, freezes conv1..layer3 and trains layer4): the frozen
 stages form ``self.trunk`` (``requires_grad=False``, run under ``torch.no_grad()``, always
@@ -32,6 +34,8 @@ from torchvision.models import resnet18
 from torchvision.models import video as tv_video
 
 from ..registry import Registry
+from .checkpoints import safe_load
+from .split import TrunkSplit
 
 ENCODERS = Registry("encoder")
 
@@ -142,23 +146,19 @@ def _listing(items: list[str], limit: int = 8) -> str:
 MMACTION_MARKERS = ("slow_path.", "fast_path.", "conv1.conv.weight")  # ResNet3d: ConvModule stems
 
 
-def _refuse_mmaction(sd: dict, path: Path, who: str) -> None:
-    """Raise NotImplementedError for an mmaction2 recognizer checkpoint (SlowFast / SlowOnly).
+def _redirect_mmaction(sd: dict, path: Path, who: str) -> None:
+    """Raise a ValueError for an mmaction2 recognizer checkpoint given to a torchvision ResNet.
 
-    Their ResNet3d layout (``conv1.conv``/``conv1.bn`` modules, ``slow_path``/``fast_path`` with
-    lateral connections, Bottleneck R50/R101 blocks) has no counterpart among our torchvision
-    video encoders (R(2+1)D-18, R3D-18, MC3-18: BasicBlocks, ``stem.*``), so no key mapping exists.
+    Its ResNet3d layout (``conv1.conv``/``conv1.bn``, ``slow_path``/``fast_path`` with lateral
+    connections, Bottleneck blocks) belongs to the ``slowfast_r101`` / ``slowonly_r50`` encoders.
     """
     keys = [str(k) for k in sd]
     if any(m in k for k in keys for m in MMACTION_MARKERS):
-        raise NotImplementedError(
+        raise ValueError(
             f"{who}: {path} is an mmaction2 recognizer checkpoint (keys like "
-            f"{_listing([k for k in keys if any(m in k for m in MMACTION_MARKERS)], 3)}). The reference's "
-            "SlowFast-R101 (RGB) and SlowOnly-R50 (flow) backbones are not implemented in mmdg: their ResNet3d "
-            "layout (slow/fast pathways, lateral connections, Bottleneck blocks) does not map onto the torchvision "
-            "video ResNets here (r2plus1d_18 / r3d_18 / mc3_18). Use a torchvision video checkpoint (e.g. "
-            "r2plus1d_18 Kinetics-400 weights saved locally) or random init; the audio VGGSound ResNet-18 loads "
-            "into resnet18_audio.")
+            f"{_listing([k for k in keys if any(m in k for m in MMACTION_MARKERS)], 3)}), which does not fit "
+            "the torchvision video ResNets; load SlowFast-R101 (RGB) checkpoints into encoder 'slowfast_r101' and "
+            "SlowOnly-R50 (flow) ones into 'slowonly_r50' (both in --encoder-preset paper).")
 
 
 def load_backbone_weights(module: nn.Module, path: str | Path, stem_key: str, strict: bool = True,
@@ -174,17 +174,16 @@ def load_backbone_weights(module: nn.Module, path: str | Path, stem_key: str, st
     Loads today: torchvision video/image ResNet state_dicts, and the VGGSound ResNet-18 audio
     checkpoint (``H.pth.tar``: ``model_state_dict`` with ``module.audnet.*`` keys in the torchvision
     resnet18 layout, 1-channel ``conv1``) into ``resnet18_audio``.  Refused with
-    NotImplementedError: mmaction2 SlowFast / SlowOnly checkpoints (see :func:`_refuse_mmaction`).
+    ValueError: mmaction2 SlowFast / SlowOnly checkpoints (see :func:`_redirect_mmaction`); a pickle
+    that needs more than tensors and plain containers (see :func:`.checkpoints.safe_load`).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{who}: weights file not found: {path} (weights are never downloaded)")
-    sd = torch.load(path, map_location="cpu", weights_only=True)
+    sd = safe_load(path, who)
     while isinstance(sd, dict) and (wrap := next((k for k in CHECKPOINT_KEYS if isinstance(sd.get(k), dict)), None)):
         sd = sd[wrap]
     if not isinstance(sd, dict):
         raise ValueError(f"{who}: {path} holds a {type(sd).__name__}, not a state_dict")
-    _refuse_mmaction(sd, path, who)
+    _redirect_mmaction(sd, path, who)
     own = module.state_dict()
     matched, unexpected, mismatched = {}, [], []
     for key, t in sd.items():
@@ -234,7 +233,7 @@ def _set_in_channels(net: nn.Module, stem_key: str, channels: int) -> None:
     setattr(net.get_submodule(parent), child, new)
 
 
-class ResNetEncoder(nn.Module):
+class ResNetEncoder(TrunkSplit, nn.Module):
     """A torchvision ResNet split at ``freeze_until`` into a frozen ``trunk`` and a trainable ``tail``.
 
     ``tail`` holds the remaining stages, the global average pool and a flatten, so the output
@@ -265,20 +264,32 @@ class ResNetEncoder(nn.Module):
             self.memory_format = torch.channels_last_3d if len(in_shape) == 4 else torch.channels_last
             self.to(memory_format=self.memory_format)
         self.name, self.in_shape, self.out_dim = name, tuple(in_shape), net.fc.in_features
+        self.cached_shapes = {}
         self.train()
+
+    def trunk_parameters(self):
+        return list(self.trunk.parameters())
 
     def train(self, mode: bool = True) -> "ResNetEncoder":
         super().train(mode)
         self.trunk.train(False)  # frozen BatchNorm statistics never update
         return self
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(self.name, x, self.in_shape)
+    def forward_trunk(self, x: torch.Tensor) -> tuple[torch.Tensor]:
         x = x.contiguous(memory_format=self.memory_format)
         if len(self.trunk):
             with torch.no_grad():
                 x = self.trunk(x)
-        return self.tail(x)
+        return (x,)
+
+    def forward_tail(self, parts: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return self.tail(parts[0].contiguous(memory_format=self.memory_format))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.is_cached_input(x):
+            return self.tail_from_cache(x)
+        check_input(self.name, x, self.in_shape)
+        return self.forward_tail(self.forward_trunk(x))
 
 
 def _video_resnet(arch: str, in_shape: tuple[int, ...], freeze_until: str | None = None,
@@ -305,3 +316,6 @@ def resnet18_audio(in_shape: tuple[int, ...], freeze_until: str | None = None, w
 
 def build_encoder(name: str, in_shape: tuple[int, ...], **kwargs) -> nn.Module:
     return ENCODERS.build(name, in_shape=tuple(in_shape), **kwargs)
+
+
+from . import video3d  # noqa: E402,F401  (registers slowfast_r101 and slowonly_r50)

@@ -20,6 +20,17 @@ PRESETS: dict[str, dict[str, dict]] = {
         "watch": {"name": "imu1d"},
         "*": {"name": "mlp"},
     },
+    # The papers' encoders (SimMMDG's): mmaction2 SlowFast-R101 (RGB) and SlowOnly-R50 (flow), the
+    # VGGSound ResNet-18 (audio); conv1..layer3 frozen, layer4 trained; video/flow embeddings after
+    # the heads' dropout 0.5.  Checkpoints: --checkpoint video=...,flow=...,audio=...
+    "paper": {
+        "video": {"name": "slowfast_r101", "freeze_until": "layer3", "dropout": 0.5},
+        "flow": {"name": "slowonly_r50", "freeze_until": "layer3", "dropout": 0.5},
+        "audio": {"name": "resnet18_audio", "freeze_until": "layer3"},
+        "phone": {"name": "imu1d"},
+        "watch": {"name": "imu1d"},
+        "*": {"name": "mlp"},
+    },
 }
 
 
