@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import math
 import platform
 import random
 import subprocess
@@ -25,7 +26,7 @@ from . import __version__
 from .data.base import benchmark_for_target
 from .data.base import make_loader
 from .data.protocol import DGSplit, make_split
-from .experiments.results import atomic_torch_save
+from .experiments.results import atomic_torch_save, move_aside
 from .methods import Method, build_method, resolve
 from .models.model import MultimodalModel, build_model
 from .models.presets import preset_encoders
@@ -59,15 +60,27 @@ class RunConfig:
     trace: bool = False                           # keep per-step strategy logs (rho, sigma, ...)
 
     def __post_init__(self):
+        for name, kinds in (("target", str), ("benchmark", str), ("method", str), ("encoder_preset", str),
+                            ("fusion", str), ("device", str), ("benchmark_kwargs", dict), ("hparams", dict),
+                            ("fusion_kwargs", dict), ("amp", bool), ("trace", bool),
+                            ("modalities", (list, tuple, type(None))), ("encoders", (dict, type(None)))):
+            if not isinstance(getattr(self, name), kinds):
+                expected = kinds.__name__ if isinstance(kinds, type) else " or ".join(k.__name__ for k in kinds)
+                raise TypeError(f"RunConfig.{name} must be {expected}, got {getattr(self, name)!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63 - 1:
+            raise ValueError(f"RunConfig.seed must be an int in [0, 2**63 - 1), got {self.seed!r}")
+        if self.modalities is not None and (not self.modalities
+                                            or not all(isinstance(m, str) and m for m in self.modalities)):
+            raise ValueError(f"RunConfig.modalities must be None or a non-empty list of names, got {self.modalities!r}")
         checks = {"epochs": (self.epochs, 1), "batch_size": (self.batch_size, 1),
                   "eval_batch_size": (self.eval_batch_size, 1), "num_workers": (self.num_workers, 0)}
         for name, (value, low) in checks.items():
-            if not isinstance(value, int) or value < low:
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"RunConfig.{name} must be an int >= {low}, got {value!r}")
         for name in ("lr", "weight_decay", "head_dropout"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"RunConfig.{name} must be a number >= 0, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+                raise ValueError(f"RunConfig.{name} must be a finite number >= 0, got {value!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -81,11 +94,18 @@ class RunConfig:
 
 
 def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA if available, else CPU) or a torch device name; a ValueError names a bad one."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {name!r} is not a device name; expected auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available on this machine (use cpu or auto)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r} requested but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 def seed_everything(seed: int) -> None:
@@ -95,15 +115,23 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Python, NumPy, torch (and CUDA) RNG states as tensors and plain types (loadable with weights_only)."""
+    version, keys, gauss = random.getstate()
+    kind, np_keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": {"version": version, "keys": torch.tensor(keys, dtype=torch.int64), "gauss": gauss},
+             "numpy": {"kind": kind, "keys": torch.from_numpy(np_keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "cached": float(cached)},
+             "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    py, npy = state["python"], state["numpy"]
+    random.setstate((py["version"], tuple(py["keys"].tolist()), py["gauss"]))
+    np.random.set_state((npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
+                         npy["cached"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -147,6 +175,10 @@ def build_run(cfg: RunConfig, split: DGSplit | None = None, benchmark=None):
         raise ValueError(f"RunConfig.modalities has {unknown}, not in benchmark {bench.name!r} "
                          f"(modalities {list(bench.modalities)})")
     encoders = cfg.encoders if cfg.encoders is not None else preset_encoders(cfg.encoder_preset, mods)
+    missing = [m for m in mods if not isinstance(encoders.get(m), dict)]
+    if missing:
+        raise ValueError(f"RunConfig.encoders has no encoder spec (a dict) for modality(ies) {missing}; "
+                         f"it has {sorted(encoders)}, the run uses {mods}")
     encoders = {m: encoders[m] for m in mods}
     seed_everything(cfg.seed)
     model = build_model(bench.input_shapes(), encoders, bench.num_classes, cfg.fusion, cfg.fusion_kwargs,
@@ -207,6 +239,60 @@ def _stack_trace(trace: list[dict[str, torch.Tensor]]) -> dict[str, list]:
     return out
 
 
+class Diverged(RuntimeError):
+    """A loss, gradient or metric that is not finite; ``record`` is the run's record (status ``diverged``)."""
+
+    def __init__(self, message: str, record: dict):
+        super().__init__(message)
+        self.record = record
+
+
+def _not_finite(epoch: int, step: int | None, what: str, value) -> dict:
+    where = f"epoch {epoch}" + (f" step {step}" if step is not None else "")
+    return {"epoch": epoch, "step": step, "what": what, "value": str(value),
+            "message": f"run diverged at {where}: {what} is {value}"}
+
+
+def _check_step(terms, named_params, epoch: int, step: int, after_backward: bool) -> dict | None:
+    """None if every loss term (or, ``after_backward``, every gradient) is finite, else what is not."""
+    if not after_backward:
+        losses = torch.stack([t.loss.detach().float().reshape(()) for t in terms])
+        if bool(torch.isfinite(losses).all()):
+            return None
+        bad = next(i for i in range(len(terms)) if not torch.isfinite(losses[i]))
+        return _not_finite(epoch, step, f"loss term {terms[bad].name!r}", losses[bad].item())
+    grads = [p.grad.detach() for _, p in named_params if p.grad is not None]
+    if not grads or bool(torch.isfinite(torch.stack([g.abs().amax().float() for g in grads])).all()):
+        return None
+    name = next(n for n, p in named_params if p.grad is not None and not torch.isfinite(p.grad).all())
+    return _not_finite(epoch, step, f"the gradient of {name}", "not finite")
+
+
+def _check_epoch(row: dict, epoch: int) -> dict | None:
+    for part in ("train", "val", "test"):
+        for k, v in row[part].items():
+            if (part != "train" or k.startswith("loss_")) and isinstance(v, float) and not math.isfinite(v):
+                return _not_finite(epoch, None, f"{part} {k}", v)
+    return None
+
+
+def _load_checkpoint(path: Path, device: torch.device) -> dict | None:
+    """The checkpoint's state, or None after moving an unreadable one aside (never unpickles objects)."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except OSError:
+        raise
+    except Exception as e:  # truncated, random bytes, or a pickle holding objects
+        move_aside(path, f"unreadable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                         f"the run restarts from epoch 0")
+        return None
+    keys = {"run_id", "epoch", "history", "method", "optimizer", "rng"}
+    if not isinstance(state, dict) or not keys <= set(state):
+        move_aside(path, f"not a run checkpoint (expected the keys {sorted(keys)}); the run restarts from epoch 0")
+        return None
+    return state
+
+
 def train(cfg: RunConfig, checkpoint: Path | None = None, progress: bool = True,
           benchmark=None, split: DGSplit | None = None, stop_after: int | None = None,
           keep_model: bool = False, on_epoch_end=None) -> dict:
@@ -222,8 +308,14 @@ def train(cfg: RunConfig, checkpoint: Path | None = None, progress: bool = True,
     resolve(cfg.method, cfg.hparams)  # fail fast on bad names before building data
     device = resolve_device(cfg.device)
     bench, split, method = build_run(cfg, split, benchmark)
+    norms = [n for n, m in method.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if cfg.batch_size < 2 and norms:
+        raise ValueError(f"batch_size={cfg.batch_size}: method {cfg.method!r} has BatchNorm layers ({norms[0]}"
+                         f"{', ...' if len(norms) > 1 else ''}), which cannot normalise a training batch of one "
+                         f"sample; use batch_size >= 2")
     method.to(device)
     params = method.trainable_parameters()
+    named_params = [(n, p) for n, p in method.named_parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     pin = device.type == "cuda"
     train_loader = make_loader(split.train, cfg.batch_size, shuffle=True, drop_last=True, seed=cfg.seed,
@@ -236,8 +328,8 @@ def train(cfg: RunConfig, checkpoint: Path | None = None, progress: bool = True,
 
     history: list[dict] = []
     start = 0
-    if checkpoint is not None and Path(checkpoint).exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
+    state = _load_checkpoint(Path(checkpoint), device) if checkpoint is not None and Path(checkpoint).exists() else None
+    if state is not None:
         if state["run_id"] != cfg.run_id():
             raise ValueError(f"checkpoint {checkpoint} belongs to run {state['run_id']}, not {cfg.run_id()}")
         method.load_state_dict(state["method"])
@@ -252,6 +344,13 @@ def train(cfg: RunConfig, checkpoint: Path | None = None, progress: bool = True,
         from tqdm.auto import tqdm
         bar = tqdm(total=cfg.epochs * len(train_loader), initial=start * len(train_loader),
                    desc=f"{cfg.method} -> {cfg.target} s{cfg.seed}", leave=False)
+    def diverged(info: dict) -> Diverged:
+        if bar is not None:
+            bar.close()
+        return Diverged(info["message"], {"config": cfg.to_dict(), "run_id": cfg.run_id(), "split": split.name,
+                                          "epochs": history, "final": None, "env": environment(device),
+                                          "complete": False, "status": "diverged", "diverged": info})
+
     done_now = 0
     for epoch in range(start, cfg.epochs):
         t0 = time.time()
@@ -260,12 +359,16 @@ def train(cfg: RunConfig, checkpoint: Path | None = None, progress: bool = True,
         sums: dict[str, torch.Tensor] = {}
         counts: dict[str, int] = {}
         trace: list[dict[str, torch.Tensor]] = []
-        for batch in train_loader:
+        for step, batch in enumerate(train_loader):
             batch = batch.to(device, non_blocking=pin)
             optimizer.zero_grad(set_to_none=True)
             with autocast(device, cfg.amp):
                 _, terms = method.terms(batch)
-            logs = method.backward(terms)
+            bad = _check_step(terms, named_params, epoch, step, after_backward=False)
+            logs = method.backward(terms) if bad is None else {}
+            bad = bad or _check_step(terms, named_params, epoch, step, after_backward=True)
+            if bad is not None:
+                raise diverged(bad)
             optimizer.step()
             step_logs = {f"loss_{t.name}": t.loss.detach() for t in terms}
             for t in terms:
@@ -284,6 +387,8 @@ def train(cfg: RunConfig, checkpoint: Path | None = None, progress: bool = True,
                "val": evaluate(method.model, val_loader, device, cfg.amp),
                "test": evaluate(method.model, test_loader, device, cfg.amp),
                "seconds": time.time() - t0}
+        if (bad := _check_epoch(row, epoch)) is not None:
+            raise diverged(bad)
         if cfg.trace:
             row["trace"] = _stack_trace(trace)
         for part in (method.strategy, *method.objectives):   # epoch hooks (Grad-Blending, OGM-GE's window)
