@@ -81,7 +81,7 @@ def _config(a, method: str, target: str, seed: int):
     bench = _pairs(a.bench, "--bench")
     if a.data_root:
         if "data_root" in bench and str(bench["data_root"]) != a.data_root:
-            raise SystemExit(f"error: --data-root {a.data_root!r} conflicts with --bench data_root="
+            raise ValueError(f"--data-root {a.data_root!r} conflicts with --bench data_root="
                              f"{bench['data_root']!r}; give one of them")
         bench["data_root"] = a.data_root
     try:
@@ -89,9 +89,9 @@ def _config(a, method: str, target: str, seed: int):
     except json.JSONDecodeError as e:
         raise SystemExit(f"error: --encoders is not valid JSON: {e}")
     if encoders is not None and not isinstance(encoders, dict):
-        raise SystemExit(f"error: --encoders must be a JSON object modality -> encoder spec, got {a.encoders!r}")
+        raise ValueError(f"--encoders must be a JSON object modality -> encoder spec, got {a.encoders!r}")
     if encoders is not None and a.encoder_preset is not None:
-        raise SystemExit("error: --encoders and --encoder-preset conflict (the preset would be ignored); give one")
+        raise ValueError("--encoders and --encoder-preset conflict (the preset would be ignored); give one")
     return RunConfig(target=target, benchmark=a.benchmark, benchmark_kwargs=bench, method=method,
                      hparams=_pairs(a.hp, "--hp"),
                      modalities=a.modalities.split(",") if a.modalities else None,
@@ -104,7 +104,10 @@ def _config(a, method: str, target: str, seed: int):
 
 def _targets(a) -> list[str]:
     if a.targets and a.targets != "all":
-        return _names(a.targets)
+        try:
+            return _names(a.targets)
+        except argparse.ArgumentTypeError as e:
+            raise ValueError(f"--targets: {e}") from None
     from .data import build_benchmark
     return list(build_benchmark(a.benchmark, **_pairs(a.bench, "--bench")).domains)
 

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import pickle
 import platform
 import random
 import subprocess
@@ -283,8 +284,9 @@ def _load_checkpoint(path: Path, device: torch.device) -> dict | None:
     except OSError:
         raise
     except Exception as e:  # truncated, random bytes, or a pickle holding objects
-        move_aside(path, f"unreadable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
-                         f"the run restarts from epoch 0")
+        why = ("it holds Python objects other than tensors and plain types, which are never unpickled"
+               if isinstance(e, pickle.UnpicklingError) else f"{type(e).__name__}: {str(e).splitlines()[0][:120]}")
+        move_aside(path, f"unreadable checkpoint ({why}); the run restarts from epoch 0")
         return None
     keys = {"run_id", "epoch", "history", "method", "optimizer", "rng"}
     if not isinstance(state, dict) or not keys <= set(state):

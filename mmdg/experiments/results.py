@@ -188,11 +188,15 @@ class RunLock:
             if pid.isdigit() and not _pid_alive(int(pid)):
                 old.unlink(missing_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)  # the umask applies
         try:
-            os.write(fd, json.dumps({"pid": os.getpid(), "host": self.host}).encode())
-        finally:
-            os.close(fd)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)  # the umask applies
+            try:
+                os.write(fd, json.dumps({"pid": os.getpid(), "host": self.host}).encode())
+            finally:
+                os.close(fd)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise _named(e, self.path) from None
         try:
             for _ in range(3):
                 try:
