@@ -113,7 +113,7 @@ def check_ranges(name: str, hp: dict) -> None:
               and math.isfinite(v) and (low is None or v >= low) and (high is None or v <= high))
         if not ok:
             bounds = f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
-            raise ValueError(f"method {name!r}: hyperparameter {k!r} must be {'an int' if kind == 'int' else 'a finite number'}"
+            raise ValueError(f"{name}: hyperparameter {k!r} must be {'an int' if kind == 'int' else 'a finite number'}"
                              f" in {bounds}, got {v!r}")
 
 

@@ -515,6 +515,7 @@ def test_soak_a_sweep_killed_at_random_moments_equals_an_uninterrupted_one(tmp_p
     child(tmp_path / "killed")                                  # and completed
     clean = sorted(p.relative_to(tmp_path / "clean") for p in (tmp_path / "clean").rglob("*") if p.is_file())
     killed = sorted(p.relative_to(tmp_path / "killed") for p in (tmp_path / "killed").rglob("*") if p.is_file())
-    assert len(clean) == 24 and killed == clean                 # no checkpoint, lock or temporary file left
+    assert len(clean) == 24
+    assert killed == clean, sorted(set(killed) ^ set(clean))    # no checkpoint, lock or temporary file left
     for rel in clean:
         assert _comparable(tmp_path / "killed" / rel) == _comparable(tmp_path / "clean" / rel), rel

@@ -58,9 +58,10 @@ def run_one(cfg: RunConfig, results_dir: Path, overwrite: bool = False, progress
     path, ckpt = record_path(results_dir, cfg), checkpoint_path(results_dir, cfg)
     record = None if overwrite else _existing(path)
     if record is not None:
-        if ckpt.exists():  # left by a run killed after writing its record: clean up if nobody holds it
-            try:
-                with RunLock(lock_path(results_dir, cfg)):
+        lock = lock_path(results_dir, cfg)
+        if ckpt.exists() or lock.exists() or any(lock.parent.glob(f".{ckpt.name}.*.tmp")):
+            try:  # left by a run killed after writing its record: clean up if nobody holds it
+                with RunLock(lock):
                     ckpt.unlink(missing_ok=True)
                     remove_stale_temporaries(ckpt)
             except RunLocked:
