@@ -306,6 +306,10 @@ def train(cfg: RunConfig, checkpoint: Path | None = None, progress: bool = True,
     if given, is called after each epoch's evaluation, before the checkpoint; it may add
     JSON-ready entries to ``row`` (kept in the history) and runs with the RNG state saved
     and restored, so it does not change the training run (e.g. ``mmdg.diagnostics.FeatureTracker``).
+
+    Raises :class:`Diverged` (with the record, status ``diverged``) when a loss term, a gradient or
+    an epoch metric is not finite.  The checkpoint is loaded with ``weights_only=True``; one that
+    cannot be (truncated, random bytes, a pickle of objects) is moved aside and the run restarts.
     """
     resolve(cfg.method, cfg.hparams)  # fail fast on bad names before building data
     device = resolve_device(cfg.device)
