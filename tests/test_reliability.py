@@ -519,3 +519,14 @@ def test_soak_a_sweep_killed_at_random_moments_equals_an_uninterrupted_one(tmp_p
     assert killed == clean, sorted(set(killed) ^ set(clean))    # no checkpoint, lock or temporary file left
     for rel in clean:
         assert _comparable(tmp_path / "killed" / rel) == _comparable(tmp_path / "clean" / rel), rel
+    # two identical sweeps at once on one folder share the work: no clash, no orphan, the same records
+    both = [ctx.Process(target=_soak_sweep, args=(str(tmp_path / "twice"),)) for _ in range(2)]
+    for p in both:
+        p.start()
+    for p in both:
+        p.join(120)
+        assert p.exitcode == 0
+    twice = sorted(p.relative_to(tmp_path / "twice") for p in (tmp_path / "twice").rglob("*") if p.is_file())
+    assert twice == clean, sorted(set(twice) ^ set(clean))
+    for rel in clean:
+        assert _comparable(tmp_path / "twice" / rel) == _comparable(tmp_path / "clean" / rel), rel

@@ -189,7 +189,14 @@ class RunLock:
                 old.unlink(missing_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)  # the umask applies
+            for attempt in range(5):  # another sweep may remove the (empty) folder in between
+                try:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)  # the umask applies
+                    break
+                except FileNotFoundError:
+                    if attempt == 4:
+                        raise
             try:
                 os.write(fd, json.dumps({"pid": os.getpid(), "host": self.host}).encode())
             finally:
