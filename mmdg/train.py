@@ -314,11 +314,12 @@ def train(cfg: RunConfig, checkpoint: Path | None = None, progress: bool = True,
     resolve(cfg.method, cfg.hparams)  # fail fast on bad names before building data
     device = resolve_device(cfg.device)
     bench, split, method = build_run(cfg, split, benchmark)
-    norms = [n for n, m in method.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    # the objectives' projector heads normalise (N, C) features: a batch of one cannot be normalised
+    norms = [f"objectives.{n}" for n, m in method.objectives.named_modules() if isinstance(m, torch.nn.BatchNorm1d)]
     if cfg.batch_size < 2 and norms:
-        raise ValueError(f"batch_size={cfg.batch_size}: method {cfg.method!r} has BatchNorm layers ({norms[0]}"
-                         f"{', ...' if len(norms) > 1 else ''}), which cannot normalise a training batch of one "
-                         f"sample; use batch_size >= 2")
+        raise ValueError(f"batch_size={cfg.batch_size}: method {cfg.method!r} has BatchNorm1d layers in its losses "
+                         f"({norms[0]}{', ...' if len(norms) > 1 else ''}), which cannot normalise a training batch "
+                         f"of one sample; use batch_size >= 2")
     method.to(device)
     params = method.trainable_parameters()
     named_params = [(n, p) for n, p in method.named_parameters() if p.requires_grad]

@@ -312,6 +312,14 @@ def test_a_clip_mixing_frame_sizes_names_the_file_and_can_be_skipped(epic_root, 
     assert bench.skipped_samples()["read_failed"][0]["file"] == str(odd)
 
 
+def test_a_video_mixing_frame_sizes_names_the_file(tmp_path, monkeypatch):
+    from mmdg.data import media
+    frames = [np.zeros((48, 64, 3), np.uint8), np.zeros((24, 32, 3), np.uint8)]
+    monkeypatch.setattr(media, "_decode_video", lambda path, use: frames)   # as a stream that changes size
+    with pytest.raises(MediaError, match=r"clip.mp4: frame 1 is \(24, 32\), frame 0 is \(48, 64\): mixed frame sizes"):
+        media.read_video(tmp_path / "clip.mp4")
+
+
 def test_a_truncated_synth_foley_cache_file_is_named_and_regenerated(tmp_path):
     kw = dict(cache_dir=str(tmp_path), modalities=["audio"])
     try:
@@ -398,7 +406,7 @@ def test_results_pointing_at_a_file_is_refused_before_training(tmp_path, capsys)
 
 def test_simmmdg_refuses_batches_of_one_with_the_reason():
     cfg = _cfg(method="simmmdg", batch_size=1, hparams={"con_hidden": 8, "trans_hidden": 8, "con_dim": 4})
-    with pytest.raises(ValueError, match=r"batch_size=1: method 'simmmdg' has BatchNorm layers .* batch_size >= 2"):
+    with pytest.raises(ValueError, match=r"batch_size=1: method 'simmmdg' has BatchNorm1d layers .* batch_size >= 2"):
         train(cfg, progress=False)
 
 

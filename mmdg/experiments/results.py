@@ -21,6 +21,13 @@ import torch
 
 
 def _umask() -> int:
+    """The process umask (read from /proc where it can be: setting it to read it races with other threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
     old = os.umask(0o022)
     os.umask(old)
     return old
