@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import yaml
@@ -137,7 +138,9 @@ def cmd_collect(a) -> None:
     import pandas as pd
     from .experiments.collect import format_summary, load_runs, summarize
     from .experiments.collect import mixed_cells
-    runs = load_runs(Path(a.results))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the skipped records are listed below
+        runs = load_runs(Path(a.results))
     for path, why in runs.attrs.get("excluded", []):
         print(f"excluded {path}: {why}", file=sys.stderr)
     if a.benchmark:
@@ -199,12 +202,15 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=cmd_list)
     a = parser.parse_args(argv)
     from .experiments.results import RunLocked
+    plain, warnings.formatwarning = warnings.formatwarning, lambda message, *args, **kwargs: f"warning: {message}\n"
     try:
         return a.fn(a) or 0
     except (KeyError, ValueError, TypeError, OSError, RunLocked) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"error: {msg}", file=sys.stderr)
         return 2
+    finally:
+        warnings.formatwarning = plain
 
 
 if __name__ == "__main__":
