@@ -62,7 +62,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hp", action="append", metavar="KEY=VALUE", help="method hyperparameter override")
     p.add_argument("--modalities", help="comma-separated subset of the benchmark's modalities")
     p.add_argument("--encoders", help='JSON: {"video": {"name": "r3d_18", "freeze_until": "layer3"}, ...}')
-    p.add_argument("--encoder-preset", default=None, help=f"cpu or gpu (default {d.encoder_preset}; not with --encoders)")
+    p.add_argument("--encoder-preset", default=None,
+                   help=f"cpu or gpu (default {d.encoder_preset}; not with --encoders)")
     p.add_argument("--fusion", default=d.fusion, help="concat, sum, film or gated")
     p.add_argument("--head-hidden", type=int, default=d.head_hidden)
     p.add_argument("--epochs", type=int, default=d.epochs)

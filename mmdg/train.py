@@ -178,7 +178,8 @@ def build_run(cfg: RunConfig, split: DGSplit | None = None, benchmark=None):
     encoders = cfg.encoders if cfg.encoders is not None else preset_encoders(cfg.encoder_preset, mods)
     missing = [m for m in mods if not isinstance(encoders.get(m), dict)]
     if missing:
-        raise ValueError(f"RunConfig.encoders has no encoder spec (a dict) for modality(ies) {missing}; "
+        raise ValueError(f"RunConfig.encoders (CLI: --encoders) has no encoder spec (a dict) for modality(ies) "
+                         f"{missing}; "
                          f"it has {sorted(encoders)}, the run uses {mods}")
     encoders = {m: encoders[m] for m in mods}
     seed_everything(cfg.seed)

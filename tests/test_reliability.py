@@ -370,6 +370,7 @@ def test_run_config_checks_field_types(field, value):
     (["train", "--target", "d0", "--method", "gmp", "--hp", "alpha_k=-1"], "alpha_k"),
     (["train", "--target", "d0", "--method", "erm+mer", "--hp", "mer_dim=0"], "'mer_dim' must be an int"),
     (["train", "--target", "d0", "--method", "base", "--hp", "lambda_d=.nan"], "lambda_d"),
+    (["sweep", "--methods", "base+gmp,gmp", "--targets", "d0", "--hp", "gmp_ablation=nope"], "GMP ablation 'nope' is not one of"),
     (["train", "--target", "d0", "--data-root", "X", "--bench", "data_root=Y"], "--data-root 'X' conflicts"),
     (["train", "--target", "d0", "--encoder-preset", "gpu"], "--encoders and --encoder-preset conflict"),
 ])

@@ -87,13 +87,15 @@ def grid(base: RunConfig, methods: list[str], targets: list[str], seeds: list[in
     """Every (method, target, seed) config, all validated before any run starts."""
     from ..data import build_benchmark
     from ..methods import resolve
+    from ..strategies import build_strategy
     if not methods or not targets or not seeds:
         raise ValueError(f"a sweep needs methods, targets and seeds; got {methods}, {targets}, {seeds}")
     for what, items in (("methods", methods), ("targets", targets)):
         if any(not isinstance(x, str) or not x.strip() for x in items):
             raise ValueError(f"sweep {what} {list(items)} has an empty entry")
     for m in methods:
-        resolve(m, base.hparams)  # unknown names, hyperparameter types and ranges
+        _, (strategy, kwargs), _ = resolve(m, base.hparams)  # unknown names, hyperparameter types and ranges
+        build_strategy(strategy, **kwargs)                     # the strategy's own checks (e.g. GMP's ablation)
     bench = build_benchmark(base.benchmark, **base.benchmark_kwargs)
     for t in targets:
         bench.check_domain(t)
