@@ -438,6 +438,23 @@ def test_a_run_held_by_a_live_process_is_skipped_a_stale_lock_taken_over(tmp_pat
     assert not lock.exists() and not lock.parent.exists()
 
 
+def test_two_processes_taking_over_one_stale_lock_do_not_both_get_it(tmp_path):
+    lock = tmp_path / "run.lock"
+    child = multiprocessing.get_context("fork").Process(target=os._exit, args=(0,))
+    child.start()
+    child.join()
+    stale = {"pid": child.pid, "host": socket.gethostname()}
+    lock.write_text(json.dumps(stale))
+    mine = res.RunLock(lock)
+    mine.acquire()                                              # took the stale lock over
+    res.RunLock(lock)._take_over(stale)                         # a second taker that read the stale content late
+    assert mine.holder() == {"pid": os.getpid(), "host": socket.gethostname()}
+    with pytest.raises(res.RunLocked, match=f"held by pid {os.getpid()}"):
+        res.RunLock(lock).acquire()
+    mine.release()
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_disk_full_says_no_space_left_with_the_path(tmp_path, monkeypatch):
     def full(fd, data):
         raise OSError(errno.ENOSPC, "No space left on device")

@@ -185,15 +185,13 @@ class RunLock:
         self.path = Path(path)
         self.host = socket.gethostname()
 
-    def _tmp_files(self):
-        return self.path.parent.glob(f".{self.path.name}.*.tmp")
-
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        for old in self._tmp_files():  # a holder killed between writing its lock and linking it
-            pid = old.name.split(".")[-2]
-            if pid.isdigit() and not _pid_alive(int(pid)):
-                old.unlink(missing_ok=True)
+        for suffix in ("tmp", "stale"):  # left by a process killed while taking the lock
+            for old in self.path.parent.glob(f".{self.path.name}.*.{suffix}"):
+                pid = old.name.split(".")[-2]
+                if pid.isdigit() and not _pid_alive(int(pid)):
+                    old.unlink(missing_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
             for attempt in range(5):  # another sweep may remove the (empty) folder in between
@@ -222,10 +220,24 @@ class RunLock:
                         raise RunLocked(f"run lock {self.path} is held by pid {holder['pid']} on host "
                                         f"{holder['host']}" + ("" if holder["host"] == self.host else
                                                                " (remove the file if that run is dead)"))
-                    self.path.unlink(missing_ok=True)  # stale: its holder is gone
+                    self._take_over(holder)
             raise RunLocked(f"run lock {self.path}: could not take it over")
         finally:
             tmp.unlink(missing_ok=True)
+
+    def _take_over(self, stale: dict | None) -> None:
+        """Remove the lock of a dead holder; if another process replaced it meanwhile, put theirs back."""
+        aside = self.path.with_name(f".{self.path.name}.{os.getpid()}.stale")
+        try:
+            os.rename(self.path, aside)  # atomic: of two processes taking it over, one moves it
+        except FileNotFoundError:
+            return
+        if RunLock(aside).holder() != stale:  # a live lock taken in between: restore it
+            try:
+                os.link(aside, self.path)
+            except FileExistsError:
+                pass
+        aside.unlink(missing_ok=True)
 
     def holder(self) -> dict | None:
         try:
