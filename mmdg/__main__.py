@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import yaml
@@ -27,6 +28,31 @@ def _pairs(items: list[str] | None, flag: str) -> dict:
     return out
 
 
+def _seed(text: str) -> int:
+    """A seed: an int in [0, 2**63 - 1) (argparse names the flag on error)."""
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if not 0 <= seed < 2**63 - 1:
+        raise argparse.ArgumentTypeError(f"seed must be in [0, 2**63 - 1), got {text}")
+    return seed
+
+
+def _seeds(text: str) -> list[int]:
+    items = text.split(",")
+    if any(not s.strip() for s in items):
+        raise argparse.ArgumentTypeError(f"expected comma-separated integer seeds, got {text!r} (an empty entry)")
+    return [_seed(s.strip()) for s in items]
+
+
+def _names(text: str) -> list[str]:
+    items = [s.strip() for s in text.split(",")]
+    if any(not s for s in items):
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r} (an empty entry)")
+    return items
+
+
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     from .train import RunConfig
     d = RunConfig(target="-")
@@ -36,7 +62,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hp", action="append", metavar="KEY=VALUE", help="method hyperparameter override")
     p.add_argument("--modalities", help="comma-separated subset of the benchmark's modalities")
     p.add_argument("--encoders", help='JSON: {"video": {"name": "r3d_18", "freeze_until": "layer3"}, ...}')
-    p.add_argument("--encoder-preset", default=d.encoder_preset, help="cpu, gpu or paper")
+    p.add_argument("--encoder-preset", default=None,
+                   help=f"cpu, gpu or paper (default {d.encoder_preset}; not with --encoders)")
     p.add_argument("--checkpoint", action="append", metavar="MOD=PATH[,MOD=PATH]",
                    help="pretrained encoder weights per modality, e.g. video=slowfast.pth,flow=...,audio=...")
     p.add_argument("--cache-trunk", type=int, default=d.cache_trunk, metavar="K",
@@ -59,15 +86,22 @@ def _config(a, method: str, target: str, seed: int):
     from .train import RunConfig
     bench = _pairs(a.bench, "--bench")
     if a.data_root:
+        if "data_root" in bench and str(bench["data_root"]) != a.data_root:
+            raise ValueError(f"--data-root {a.data_root!r} conflicts with --bench data_root="
+                             f"{bench['data_root']!r}; give one of them")
         bench["data_root"] = a.data_root
     try:
         encoders = json.loads(a.encoders) if a.encoders else None
     except json.JSONDecodeError as e:
         raise SystemExit(f"error: --encoders is not valid JSON: {e}")
+    if encoders is not None and not isinstance(encoders, dict):
+        raise ValueError(f"--encoders must be a JSON object modality -> encoder spec, got {a.encoders!r}")
+    if encoders is not None and a.encoder_preset is not None:
+        raise ValueError("--encoders and --encoder-preset conflict (the preset would be ignored); give one")
     return RunConfig(target=target, benchmark=a.benchmark, benchmark_kwargs=bench, method=method,
                      hparams=_pairs(a.hp, "--hp"),
                      modalities=a.modalities.split(",") if a.modalities else None,
-                     encoders=encoders, encoder_preset=a.encoder_preset,
+                     encoders=encoders, encoder_preset=a.encoder_preset or RunConfig.encoder_preset,
                      checkpoints={k: str(v) for k, v in _pairs([i for c in a.checkpoint or [] for i in c.split(",")],
                                                                 "--checkpoint").items()},
                      cache_trunk=a.cache_trunk, fusion=a.fusion,
@@ -78,17 +112,25 @@ def _config(a, method: str, target: str, seed: int):
 
 def _targets(a) -> list[str]:
     if a.targets and a.targets != "all":
-        return a.targets.split(",")
+        try:
+            return _names(a.targets)
+        except argparse.ArgumentTypeError as e:
+            raise ValueError(f"--targets: {e}") from None
     from .data import build_benchmark
     return list(build_benchmark(a.benchmark, **_pairs(a.bench, "--bench")).domains)
 
 
-def cmd_train(a) -> None:
-    from .experiments.sweep import run_one
+def cmd_train(a) -> int:
+    from .experiments.sweep import grid, run_one
     cfg = _config(a, a.method, a.target, a.seed)
+    grid(cfg, [cfg.method], [cfg.target], [cfg.seed])  # validate names, ranges, device first
     path, rec, skipped = run_one(cfg, Path(a.results), a.overwrite, progress=not a.quiet)
-    f = rec["final"]
     print(f"{'exists' if skipped else 'wrote'} {path}")
+    if rec.get("status") == "diverged":
+        print(f"error: {rec['diverged']['message']}; the run is recorded as diverged (not a result)",
+              file=sys.stderr)
+        return 3
+    f = rec["final"]
     print(f"selected epoch {f['selected_epoch']}: source-val {f['val_acc']:.2f}  target {f['test_acc']:.2f}  "
           f"(oracle target {f['oracle_test_acc']:.2f} at epoch {f['oracle_epoch']})")
 
@@ -96,20 +138,27 @@ def cmd_train(a) -> None:
 def cmd_sweep(a) -> None:
     from .experiments.sweep import sweep
     base = _config(a, "erm", "-", 0)
-    seeds = [int(s) for s in a.seeds.split(",")]
-    sweep(base, a.methods.split(","), _targets(a), seeds, Path(a.results), a.overwrite, progress=not a.quiet)
+    sweep(base, a.methods, _targets(a), a.seeds, Path(a.results), a.overwrite, progress=not a.quiet)
 
 
 def cmd_collect(a) -> None:
     import pandas as pd
     from .experiments.collect import format_summary, load_runs, summarize
-    runs = load_runs(Path(a.results))
+    from .experiments.collect import mixed_cells
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the skipped records are listed below
+        runs = load_runs(Path(a.results))
+    for path, why in runs.attrs.get("excluded", []):
+        print(f"excluded {path}: {why}", file=sys.stderr)
     if a.benchmark:
         runs = runs[runs["benchmark"] == a.benchmark]
-    with pd.option_context("display.width", 200, "display.max_columns", 50):
+    with pd.option_context("display.width", 200, "display.max_columns", 50, "display.max_colwidth", 80):
         for bench, df in runs.groupby("benchmark"):
             print(f"\n{bench}: {a.metric} (mean ± std over seeds)")
-            print(format_summary(summarize(df, a.metric)).to_string())
+            for key, target, diffs in mixed_cells(df, ["method"]):
+                print(f"note: {key[0]} on {target} mixes configurations ({'; '.join(diffs)}): "
+                      f"split into one row each", file=sys.stderr)
+            print(format_summary(summarize(df, a.metric, mixed="split")).to_string())
     if a.csv:
         runs.to_csv(a.csv, index=False)
         print(f"\nwrote {a.csv}")
@@ -141,13 +190,13 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("train", help="train one method on one leave-one-domain-out split")
     p.add_argument("--method", default="erm")
     p.add_argument("--target", required=True, help="held-out target domain")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     _add_run_args(p)
     p.set_defaults(fn=cmd_train)
     p = sub.add_parser("sweep", help="grid of methods x targets x seeds (existing runs are skipped)")
-    p.add_argument("--methods", required=True, help="comma-separated method names")
+    p.add_argument("--methods", required=True, type=_names, help="comma-separated method names")
     p.add_argument("--targets", default="all", help="comma-separated target domains, or all")
-    p.add_argument("--seeds", default="0,1", help="comma-separated seeds")
+    p.add_argument("--seeds", default=[0, 1], type=_seeds, help="comma-separated seeds (default 0,1)")
     _add_run_args(p)
     p.set_defaults(fn=cmd_sweep)
     p = sub.add_parser("collect", help="tables of collected run records")
@@ -159,13 +208,16 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("list", help="registered benchmarks, methods, objectives, strategies, encoders")
     p.set_defaults(fn=cmd_list)
     a = parser.parse_args(argv)
+    from .experiments.results import RunLocked
+    plain, warnings.formatwarning = warnings.formatwarning, lambda message, *args, **kwargs: f"warning: {message}\n"
     try:
-        a.fn(a)
-    except (KeyError, ValueError, TypeError, FileNotFoundError, FileExistsError) as e:
+        return a.fn(a) or 0
+    except (KeyError, ValueError, TypeError, OSError, RunLocked) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"error: {msg}", file=sys.stderr)
         return 2
-    return 0
+    finally:
+        warnings.formatwarning = plain
 
 
 if __name__ == "__main__":

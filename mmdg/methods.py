@@ -9,6 +9,7 @@ compose: see :func:`resolve`.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -88,9 +89,41 @@ def non_default(name: str, overrides: dict) -> dict:
     return {k: v for k, v in overrides.items() if defaults[k] != v}
 
 
+#: Declared ranges of hyperparameters shared by several methods: name -> (low, high, kind), checked
+#: by :func:`resolve` on every value (kind "int": an int; "num": a finite number); None: unbounded.
+HP_RANGES: dict[str, tuple] = {
+    "lambda_d": (0, None, "num"), "disc_hidden": (0, None, "int"),                   # base, gmp, baselines
+    "alpha_k": (0, None, "num"), "alpha_p": (0, None, "num"), "unimodal_weight": (0, None, "num"),  # gmp
+    "gmp_log_every": (0, None, "int"),
+    "lambda_mer": (0, None, "num"), "mer_alpha_marg": (0, None, "num"), "mer_alpha_spec": (0, None, "num"),
+    "mer_dim": (1, None, "int"), "mer_hidden": (1, None, "int"),                    # mer
+    "ogm_alpha": (0, None, "num"), "modulation_starts": (0, None, "int"), "modulation_ends": (0, None, "int"),
+    "uni_weight": (0, None, "num"), "mmpareto_gamma": (0, None, "num"), "agm_alpha": (0, None, "num"),
+    "lambda_rna": (0, None, "num"),
+}
+
+
+def check_ranges(name: str, hp: dict) -> None:
+    """A ValueError naming the first hyperparameter of method ``name`` outside :data:`HP_RANGES`."""
+    for k, (low, high, kind) in HP_RANGES.items():
+        if k not in hp:
+            continue
+        v = hp[k]
+        ok = (not isinstance(v, bool) and isinstance(v, int if kind == "int" else (int, float))
+              and math.isfinite(v) and (low is None or v >= low) and (high is None or v <= high))
+        if not ok:
+            bounds = f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
+            raise ValueError(f"{name}: hyperparameter {k!r} must be {'an int' if kind == 'int' else 'a finite number'}"
+                             f" in {bounds}, got {v!r}")
+
+
 def resolve(name: str, overrides: dict | None = None) -> tuple[list[Spec], Spec, dict]:
     """Objectives, strategy and the full hyperparameters of ``name`` (e.g. ``"simmmdg+gmp+mer"``)."""
     base, *plugs = name.split("+")
+    twice = sorted({p for p in plugs if plugs.count(p) > 1 or p == base})
+    if twice:
+        raise ValueError(f"method {name!r} applies the plugin(s) {twice} twice"
+                         + (f" (method {base!r} already includes it)" if base in twice else ""))
     if base not in METHODS:
         raise KeyError(f"unknown method {base!r}; valid choices: {sorted(METHODS)} "
                        f"(optionally followed by +plugin, plugins: {sorted(PLUGINS)})")
@@ -112,6 +145,7 @@ def resolve(name: str, overrides: dict | None = None) -> tuple[list[Spec], Spec,
             raise TypeError(f"hyperparameter {k!r} of method {name!r} expects {type(default).__name__}, "
                             f"got {v!r}")
         hp[k] = float(v) if isinstance(default, float) else v
+    check_ranges(name, hp)
     objectives, strategy = METHODS[base].build(hp)
     for p in plugs:
         objectives, strategy = PLUGINS[p][0](hp, objectives, strategy)

@@ -11,6 +11,8 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import math
+import pickle
 import platform
 import random
 import subprocess
@@ -26,8 +28,8 @@ from .data.base import benchmark_for_target
 from .data.base import make_loader
 from .data.protocol import DGSplit, make_split
 from .data.samplers import make_train_loader
-from .experiments.results import atomic_torch_save
 from .evaluation.missing import flat_missing, missing_for_epoch
+from .experiments.results import atomic_torch_save, move_aside
 from .methods import Method, build_method, resolve
 from .models.model import MultimodalModel, build_model
 from .models.presets import preset_encoders
@@ -64,15 +66,27 @@ class RunConfig:
     trace: bool = False                           # keep per-step strategy logs (rho, sigma, ...)
 
     def __post_init__(self):
+        for name, kinds in (("target", str), ("benchmark", str), ("method", str), ("encoder_preset", str),
+                            ("fusion", str), ("device", str), ("benchmark_kwargs", dict), ("hparams", dict),
+                            ("fusion_kwargs", dict), ("checkpoints", dict), ("amp", bool), ("trace", bool),
+                            ("modalities", (list, tuple, type(None))), ("encoders", (dict, type(None)))):
+            if not isinstance(getattr(self, name), kinds):
+                expected = kinds.__name__ if isinstance(kinds, type) else " or ".join(k.__name__ for k in kinds)
+                raise TypeError(f"RunConfig.{name} must be {expected}, got {getattr(self, name)!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63 - 1:
+            raise ValueError(f"RunConfig.seed must be an int in [0, 2**63 - 1), got {self.seed!r}")
+        if self.modalities is not None and (not self.modalities
+                                            or not all(isinstance(m, str) and m for m in self.modalities)):
+            raise ValueError(f"RunConfig.modalities must be None or a non-empty list of names, got {self.modalities!r}")
         checks = {"epochs": (self.epochs, 1), "batch_size": (self.batch_size, 1), "cache_trunk": (self.cache_trunk, 0),
                   "eval_batch_size": (self.eval_batch_size, 1), "num_workers": (self.num_workers, 0)}
         for name, (value, low) in checks.items():
-            if not isinstance(value, int) or value < low:
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"RunConfig.{name} must be an int >= {low}, got {value!r}")
         for name in ("lr", "weight_decay", "head_dropout"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"RunConfig.{name} must be a number >= 0, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+                raise ValueError(f"RunConfig.{name} must be a finite number >= 0, got {value!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -89,11 +103,18 @@ class RunConfig:
 
 
 def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA if available, else CPU) or a torch device name; a ValueError names a bad one."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {name!r} is not a device name; expected auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available on this machine (use cpu or auto)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r} requested but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 def seed_everything(seed: int) -> None:
@@ -103,18 +124,26 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Python, NumPy, torch (and CUDA) RNG states as tensors and plain types (loadable with weights_only)."""
+    version, keys, gauss = random.getstate()
+    kind, np_keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": {"version": version, "keys": torch.tensor(keys, dtype=torch.int64), "gauss": gauss},
+             "numpy": {"kind": kind, "keys": torch.from_numpy(np_keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "cached": float(cached)},
+             "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
+    py, npy = state["python"], state["numpy"]
+    random.setstate((py["version"], tuple(py["keys"].tolist()), py["gauss"]))
+    np.random.set_state((npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
+                         npy["cached"]))
+    torch.set_rng_state(state["torch"].cpu())  # RNG states are CPU tensors, whatever map_location did
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def autocast(device: torch.device, amp: bool):
@@ -155,6 +184,11 @@ def build_run(cfg: RunConfig, split: DGSplit | None = None, benchmark=None):
         raise ValueError(f"RunConfig.modalities has {unknown}, not in benchmark {bench.name!r} "
                          f"(modalities {list(bench.modalities)})")
     encoders = cfg.encoders if cfg.encoders is not None else preset_encoders(cfg.encoder_preset, mods)
+    missing = [m for m in mods if not isinstance(encoders.get(m), dict)]
+    if missing:
+        raise ValueError(f"RunConfig.encoders (CLI: --encoders) has no encoder spec (a dict) for modality(ies) "
+                         f"{missing}; "
+                         f"it has {sorted(encoders)}, the run uses {mods}")
     encoders = {m: encoders[m] for m in mods}
     stray = sorted(set(cfg.checkpoints) - set(mods))
     if stray:
@@ -224,6 +258,61 @@ def _stack_trace(trace: list[dict[str, torch.Tensor]]) -> dict[str, list]:
     return out
 
 
+class Diverged(RuntimeError):
+    """A loss, gradient or metric that is not finite; ``record`` is the run's record (status ``diverged``)."""
+
+    def __init__(self, message: str, record: dict):
+        super().__init__(message)
+        self.record = record
+
+
+def _not_finite(epoch: int, step: int | None, what: str, value) -> dict:
+    where = f"epoch {epoch}" + (f" step {step}" if step is not None else "")
+    return {"epoch": epoch, "step": step, "what": what, "value": str(value),
+            "message": f"run diverged at {where}: {what} is {value}"}
+
+
+def _check_step(terms, named_params, epoch: int, step: int, after_backward: bool) -> dict | None:
+    """None if every loss term (or, ``after_backward``, every gradient) is finite, else what is not."""
+    if not after_backward:
+        losses = torch.stack([t.loss.detach().float().reshape(()) for t in terms])
+        if bool(torch.isfinite(losses).all()):
+            return None
+        bad = next(i for i in range(len(terms)) if not torch.isfinite(losses[i]))
+        return _not_finite(epoch, step, f"loss term {terms[bad].name!r}", losses[bad].item())
+    grads = [p.grad.detach() for _, p in named_params if p.grad is not None]
+    if not grads or bool(torch.isfinite(torch.stack([g.abs().amax().float() for g in grads])).all()):
+        return None
+    name = next(n for n, p in named_params if p.grad is not None and not torch.isfinite(p.grad).all())
+    return _not_finite(epoch, step, f"the gradient of {name}", "not finite")
+
+
+def _check_epoch(row: dict, epoch: int) -> dict | None:
+    for part in ("train", "val", "test"):
+        for k, v in row[part].items():
+            if (part != "train" or k.startswith("loss_")) and isinstance(v, float) and not math.isfinite(v):
+                return _not_finite(epoch, None, f"{part} {k}", v)
+    return None
+
+
+def _load_checkpoint(path: Path, device: torch.device) -> dict | None:
+    """The checkpoint's state, or None after moving an unreadable one aside (never unpickles objects)."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except OSError:
+        raise
+    except Exception as e:  # truncated, random bytes, or a pickle holding objects
+        why = ("it holds Python objects other than tensors and plain types, which are never unpickled"
+               if isinstance(e, pickle.UnpicklingError) else f"{type(e).__name__}: {str(e).splitlines()[0][:120]}")
+        move_aside(path, f"unreadable checkpoint ({why}); the run restarts from epoch 0")
+        return None
+    keys = {"run_id", "epoch", "history", "method", "optimizer", "rng"}
+    if not isinstance(state, dict) or not keys <= set(state):
+        move_aside(path, f"not a run checkpoint (expected the keys {sorted(keys)}); the run restarts from epoch 0")
+        return None
+    return state
+
+
 def train(cfg: RunConfig, checkpoint: Path | None = None, progress: bool = True,
           benchmark=None, split: DGSplit | None = None, stop_after: int | None = None,
           keep_model: bool = False, on_epoch_end=None) -> dict:
@@ -235,15 +324,26 @@ def train(cfg: RunConfig, checkpoint: Path | None = None, progress: bool = True,
     if given, is called after each epoch's evaluation, before the checkpoint; it may add
     JSON-ready entries to ``row`` (kept in the history) and runs with the RNG state saved
     and restored, so it does not change the training run (e.g. ``mmdg.diagnostics.FeatureTracker``).
+
+    Raises :class:`Diverged` (with the record, status ``diverged``) when a loss term, a gradient or
+    an epoch metric is not finite.  The checkpoint is loaded with ``weights_only=True``; one that
+    cannot be (truncated, random bytes, a pickle of objects) is moved aside and the run restarts.
     """
     resolve(cfg.method, cfg.hparams)  # fail fast on bad names before building data
     device = resolve_device(cfg.device)
     bench, split, method = build_run(cfg, split, benchmark)
+    # the objectives' projector heads normalise (N, C) features: a batch of one cannot be normalised
+    norms = [f"objectives.{n}" for n, m in method.objectives.named_modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    if cfg.batch_size < 2 and norms:
+        raise ValueError(f"batch_size={cfg.batch_size}: method {cfg.method!r} has BatchNorm1d layers in its losses "
+                         f"({norms[0]}{', ...' if len(norms) > 1 else ''}), which cannot normalise a training batch "
+                         f"of one sample; use batch_size >= 2")
     if cfg.cache_trunk:
         from .trunk_cache import cached_split
         split = cached_split(split, bench, method.model, cfg, trunk_cache_dir(checkpoint), device)
     method.to(device)
     params = method.trainable_parameters()
+    named_params = [(n, p) for n, p in method.named_parameters() if p.requires_grad]
     optimizer = make_optimizer(params, cfg.lr, cfg.weight_decay, method.train_options)  # Adam unless the method says
     pin = device.type == "cuda"
     train_loader = make_train_loader(split.train, cfg.batch_size, cfg.seed, method.train_options.get("sampler", "shuffle"),
@@ -256,8 +356,8 @@ def train(cfg: RunConfig, checkpoint: Path | None = None, progress: bool = True,
 
     history: list[dict] = []
     start = 0
-    if checkpoint is not None and Path(checkpoint).exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
+    state = _load_checkpoint(Path(checkpoint), device) if checkpoint is not None and Path(checkpoint).exists() else None
+    if state is not None:
         if state["run_id"] != cfg.run_id():
             raise ValueError(f"checkpoint {checkpoint} belongs to run {state['run_id']}, not {cfg.run_id()}")
         method.load_state_dict(state["method"])
@@ -272,6 +372,13 @@ def train(cfg: RunConfig, checkpoint: Path | None = None, progress: bool = True,
         from tqdm.auto import tqdm
         bar = tqdm(total=cfg.epochs * len(train_loader), initial=start * len(train_loader),
                    desc=f"{cfg.method} -> {cfg.target} s{cfg.seed}", leave=False)
+    def diverged(info: dict) -> Diverged:
+        if bar is not None:
+            bar.close()
+        return Diverged(info["message"], {"config": cfg.to_dict(), "run_id": cfg.run_id(), "split": split.name,
+                                          "epochs": history, "final": None, "env": environment(device),
+                                          "complete": False, "status": "diverged", "diverged": info})
+
     done_now = 0
     for epoch in range(start, cfg.epochs):
         t0 = time.time()
@@ -280,12 +387,16 @@ def train(cfg: RunConfig, checkpoint: Path | None = None, progress: bool = True,
         sums: dict[str, torch.Tensor] = {}
         counts: dict[str, int] = {}
         trace: list[dict[str, torch.Tensor]] = []
-        for batch in train_loader:
+        for step, batch in enumerate(train_loader):
             batch = batch.to(device, non_blocking=pin)
             optimizer.zero_grad(set_to_none=True)
             with autocast(device, cfg.amp):
                 _, terms = method.terms(batch)
-            logs = method.backward(terms)
+            bad = _check_step(terms, named_params, epoch, step, after_backward=False)
+            logs = method.backward(terms) if bad is None else {}
+            bad = bad or _check_step(terms, named_params, epoch, step, after_backward=True)
+            if bad is not None:
+                raise diverged(bad)
             optimizer.step()
             step_logs = {f"loss_{t.name}": t.loss.detach() for t in terms}
             for t in terms:
@@ -304,6 +415,8 @@ def train(cfg: RunConfig, checkpoint: Path | None = None, progress: bool = True,
                "val": evaluate(method.model, val_loader, device, cfg.amp),
                "test": evaluate(method.model, test_loader, device, cfg.amp),
                "seconds": time.time() - t0}
+        if (bad := _check_epoch(row, epoch)) is not None:
+            raise diverged(bad)
         if cfg.trace:
             row["trace"] = _stack_trace(trace)
         missing_for_epoch(method, history, row, val_loader, test_loader, device, cfg.amp)  # issue 18

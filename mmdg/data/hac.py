@@ -83,8 +83,7 @@ class HacClips(ClipDataset):
             if window is None:
                 n = media.video_frame_count(files["video"])
                 window = sample_indices(max(n - 1, 1), s.rgb_frames, s.rgb_interval, self.train, rng)
-            wave, rate = media.read_wav(files["audio"])
-            segment = media.cut_segment(wave, rate, window[0] / FPS, window[-1] / FPS)
+            segment, rate = media.read_wav_segment(files["audio"], window[0] / FPS, window[-1] / FPS)
             out["audio"] = self.bench.audio(segment, rate, self.train, rng)
         return out
 

@@ -18,6 +18,9 @@ from PIL import Image, UnidentifiedImageError
 # defaults (periodic Tukey window alpha 0.25, constant detrend, one-sided PSD density scaling).
 NPERSEG, NOVERLAP, TUKEY_ALPHA = 512, 353, 0.25
 LOG_FLOOR, STD_EPS = 1e-7, 1e-9
+# A wav may end up to this long before a segment's end (audio tracks are often a little shorter
+# than their video); a shorter file is a media error, not silence or a tiled fragment.
+SHORT_AUDIO_TOLERANCE_S = 0.05
 # ITU-R 601 luma, as OpenCV's RGB2GRAY (the HAC reference converts RGB-coded flow with it).
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 
@@ -54,11 +57,15 @@ def read_jpeg_array(path: str | Path, gray: bool = False) -> np.ndarray:
 def read_frames(paths, gray: bool = False) -> torch.Tensor:
     """JPEG files as uint8 (T, C, H, W) (a view of one (T, H, W, C) array; repeated paths decoded once)."""
     cache: dict[str, np.ndarray] = {}
-    arrays = []
+    arrays, first = [], None
     for p in paths:
         key = str(p)
         if key not in cache:
             cache[key] = read_jpeg_array(p, gray)
+            if arrays and cache[key].shape != arrays[0].shape:
+                raise MediaError(p, f"frame size {cache[key].shape[:2]} differs from the clip's first frame "
+                                    f"{arrays[0].shape[:2]} ({first})")
+        first = p if first is None else first
         arrays.append(cache[key])
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
 
@@ -111,6 +118,10 @@ def read_video(path: str | Path) -> torch.Tensor:
     frames = _decode_video(path, frames_of)
     if not frames:
         raise MediaError(Path(path), "no decodable video frames")
+    odd = next((i for i, f in enumerate(frames) if f.shape != frames[0].shape), None)
+    if odd is not None:
+        raise MediaError(Path(path), f"frame {odd} is {frames[odd].shape[:2]}, frame 0 is {frames[0].shape[:2]}: "
+                                     f"mixed frame sizes")
     return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous()
 
 
@@ -162,7 +173,24 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
         samples, rate = soundfile.read(str(path), dtype="float64", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, OSError) as e:
         raise MediaError(path, f"cannot decode audio ({type(e).__name__}: {e})") from None
+    if len(samples) == 0:
+        raise MediaError(path, "holds no audio samples")
     return samples.mean(axis=1), int(rate)
+
+
+def check_audio_span(path, n: int, rate: int, start_s: float, stop_s: float) -> None:
+    """A MediaError if a file of ``n`` samples ends before the segment ``[start_s, stop_s)`` does
+    (beyond :data:`SHORT_AUDIO_TOLERANCE_S`): a truncated file must not become silence or a tiled fragment."""
+    if stop_s - SHORT_AUDIO_TOLERANCE_S > n / rate:
+        raise MediaError(path, f"audio ends at {n / rate:.3f} s ({n} samples at {rate} Hz), before the segment "
+                               f"{start_s:.3f}-{stop_s:.3f} s it must cover (truncated file?)")
+
+
+def read_wav_segment(path: str | Path, start_s: float, stop_s: float) -> tuple[np.ndarray, int]:
+    """``cut_segment(*read_wav(path), start_s, stop_s)``, a MediaError if the file ends before the segment."""
+    samples, rate = read_wav(path)
+    check_audio_span(path, len(samples), rate, start_s, stop_s)
+    return cut_segment(samples, rate, start_s, stop_s), rate
 
 
 def cut_segment(samples: np.ndarray, rate: int, start_s: float, stop_s: float) -> np.ndarray:
@@ -258,6 +286,9 @@ def read_wav_span(path: str | Path, start_s: float, stop_s: float,
             n, rate = f.frames, f.samplerate
             if n == 0:
                 raise MediaError(path, "holds no audio samples")
+            # the part of the segment that is read must be in the file
+            need = stop_s if max_samples is None else min(stop_s, start_s + max_samples / rate)
+            check_audio_span(path, n, rate, start_s, need)
             duration = n / rate
             a = min(max(int(np.round(start_s / duration * n)), 0), n)
             b = min(max(int(np.round(stop_s / duration * n)), a), n)

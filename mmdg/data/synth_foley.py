@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -292,7 +293,11 @@ class SynthFoley(Benchmark):
     def _load_or_render(self, domain: str, split: str, modality: str) -> torch.Tensor:
         path = self._cache_path(domain, split, modality)
         if path is not None and path.exists():
-            return torch.load(path, weights_only=True)
+            try:
+                return torch.load(path, weights_only=True)
+            except Exception as e:  # truncated or corrupt: render it again
+                warnings.warn(f"synth_foley cache file {path} is unreadable ({type(e).__name__}); regenerating it",
+                              stacklevel=2)
         x = torch.cat(list(self._render_chunks(domain, split, modality)))
         if path is not None:
             atomic_torch_save(x, path)  # a private temporary file: concurrent writers do not clash

@@ -1,6 +1,13 @@
-"""Collect run records into pandas tables: per target domain + average, mean ± std over seeds."""
+"""Collect run records into pandas tables: per target domain + average, mean ± std over seeds.
+
+Only complete runs enter a table; diverged, unfinished and unreadable records are listed in
+``runs.attrs["excluded"]`` as ``(path, reason)``.  A table cell holds runs of one configuration
+(``config_id``: every setting but the seed and the target): :func:`summarize` refuses a cell that
+mixes configurations, or splits it (``mixed="split"``) naming the settings that differ.
+"""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -8,43 +15,109 @@ import pandas as pd
 
 from .results import iter_records
 
+#: Config entries that do not define a table cell's setting (the seed varies within a cell).
+NOT_SETTING = ("seed", "target", "device", "num_workers", "eval_batch_size")
+
 
 def load_runs(results_dir: Path) -> pd.DataFrame:
-    """One row per complete run record below ``results_dir``."""
-    runs = runs_table(iter_records(results_dir))
+    """One row per complete run record below ``results_dir``; the rest in ``attrs["excluded"]``."""
+    bad: list = []
+    runs = runs_table(iter_records(results_dir, bad))
+    runs.attrs["excluded"] = bad + runs.attrs.get("excluded", [])
     if runs.empty:
-        raise FileNotFoundError(f"no complete run records found below {results_dir}")
+        raise FileNotFoundError(f"no complete run records found below {results_dir}"
+                                + "".join(f"\n  excluded {p}: {why}" for p, why in runs.attrs["excluded"]))
     return runs
 
 
+def setting_of(cfg: dict) -> str:
+    """JSON of a run's configuration without the seed and target (and device, workers)."""
+    return json.dumps({k: v for k, v in cfg.items() if k not in NOT_SETTING}, sort_keys=True, default=str)
+
+
 def runs_table(records) -> pd.DataFrame:
-    """One row per complete record; ``records`` yields records or (path, record) pairs."""
-    rows = []
+    """One row per complete record; ``records`` yields records or (path, record) pairs.
+
+    Records not complete (diverged, unfinished) are left out and listed in ``attrs["excluded"]``.
+    """
+    rows, excluded = [], []
     for item in records:
         path, rec = item if isinstance(item, tuple) else ("", item)
-        if not rec.get("complete", True) or rec["final"] is None:
+        if rec.get("status") == "diverged" or not rec.get("complete", True) or rec["final"] is None:
+            why = (rec.get("diverged", {}).get("message", "diverged") if rec.get("status") == "diverged"
+                   else "not complete")
+            excluded.append((str(path) or f"run {rec.get('run_id', '?')}", why))
             continue
         cfg, env = rec["config"], rec.get("env", {})
+        setting = setting_of(cfg)
         rows.append({"benchmark": cfg["benchmark"], "method": cfg["method"], "target": cfg["target"],
                      "seed": cfg["seed"], "run_id": rec["run_id"], "epochs": len(rec["epochs"]),
                      "modalities": ",".join(cfg["modalities"] or []), "fusion": cfg["fusion"],
                      "bench_kwargs": json.dumps(cfg["benchmark_kwargs"], sort_keys=True),
                      "hparams": json.dumps(cfg["hparams"], sort_keys=True), "trace": cfg.get("trace", False),
                      "device": env.get("device_name", ""), "commit": env.get("commit", ""),
-                     "date": env.get("date", ""), "path": str(path), **rec["final"]})
-    return pd.DataFrame(rows)
+                     "date": env.get("date", ""), "path": str(path),
+                     "config_id": hashlib.sha256(setting.encode()).hexdigest()[:10], "setting_json": setting,
+                     **rec["final"]})
+    table = pd.DataFrame(rows)
+    table.attrs["excluded"] = excluded
+    return table
+
+
+def _differences(settings: list[str]) -> list[str]:
+    """Per setting JSON, ``key=value`` of the entries that are not the same in all of them."""
+    dicts = [json.loads(s) for s in settings]
+    keys = sorted({k for d in dicts for k in d if len({json.dumps(x.get(k), sort_keys=True) for x in dicts}) > 1})
+    return [", ".join(f"{k}={json.dumps(d.get(k), sort_keys=True)}" for k in keys) for d in dicts]
+
+
+def mixed_cells(runs: pd.DataFrame, by: list[str]) -> list[tuple]:
+    """``(by values, target, [differences])`` of every cell holding more than one configuration."""
+    if "config_id" not in runs.columns:
+        return []
+    out = []
+    for key, cell in runs.groupby(by + ["target"], sort=True):
+        if cell["config_id"].nunique() > 1:
+            settings = list(dict.fromkeys(cell["setting_json"]))
+            out.append((key[:-1], key[-1], _differences(settings)))
+    return out
+
+
+def split_mixed(runs: pd.DataFrame, by: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """``runs`` with a ``config`` column naming, in groups that mix configurations, what differs."""
+    runs = runs.copy()
+    runs["config"] = ""
+    for key, group in runs.groupby(by, sort=False):
+        if group.groupby("target")["config_id"].nunique().max() > 1:
+            settings = list(dict.fromkeys(group["setting_json"]))
+            labels = dict(zip(settings, _differences(settings)))
+            runs.loc[group.index, "config"] = group["setting_json"].map(labels)
+    return runs, by + ["config"]
 
 
 def summarize(runs: pd.DataFrame, metric: str = "test_acc", by: str | list[str] = "method",
-              targets: list[str] | None = None) -> pd.DataFrame:
+              targets: list[str] | None = None, mixed: str = "raise") -> pd.DataFrame:
     """Mean and sample std (ddof=1) over seeds per target and of the per-seed average over targets.
 
     Returns columns ``(target, "mean"|"std")`` plus ``("avg", ...)`` and ``("n_seeds", "")``.
-    The average is taken over targets within each seed first, as the papers do.
+    The average is taken over targets within each seed first, as the papers do.  A cell whose runs
+    have different configurations (see :func:`mixed_cells`) raises a ValueError naming what differs,
+    or with ``mixed="split"`` becomes one row per configuration (an extra index level ``config``).
     """
     if metric not in runs.columns:
         raise KeyError(f"metric {metric!r} not in the runs table; available: {sorted(runs.columns)}")
+    if mixed not in ("raise", "split"):
+        raise ValueError(f"summarize: mixed must be 'raise' or 'split', got {mixed!r}")
     by = [by] if isinstance(by, str) else list(by)
+    cells = mixed_cells(runs, by)
+    if cells and mixed == "raise":
+        key, target, diffs = cells[0]
+        raise ValueError(f"summarize: the cell {dict(zip(by, key))} / target {target!r} mixes "
+                         f"{len(diffs)} configurations ({'; '.join(diffs)})"
+                         + (f", and {len(cells) - 1} more cell(s) do" if len(cells) > 1 else "")
+                         + "; select one, add the differing setting to `by`, or pass mixed='split'")
+    if cells:
+        runs, by = split_mixed(runs, by)
     targets = targets or sorted(runs["target"].unique())
     wide = runs.pivot_table(index=by + ["seed"], columns="target", values=metric, aggfunc="mean")
     wide = wide[[t for t in targets if t in wide.columns]]

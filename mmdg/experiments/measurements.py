@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .results import atomic_write_bytes
+from .results import atomic_write_bytes, dumps
 
 KINDS = ("gmp_overhead", "loader_throughput")
 
@@ -24,8 +24,7 @@ def write_measurement(directory: Path, kind: str, name: str, record: dict, env: 
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise ValueError(f"measurement name must use letters, digits, '_', '.', '-' only, got {name!r}")
     path = Path(directory) / f"{kind}_{name}.json"
-    atomic_write_bytes(path, (json.dumps({"kind": kind, "env": env, **record}, indent=1, sort_keys=True)
-                              + "\n").encode())
+    atomic_write_bytes(path, dumps({"kind": kind, "env": env, **record}))
     return path
 
 

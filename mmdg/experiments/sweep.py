@@ -1,11 +1,17 @@
-"""Run grids of (method x target x seed); runs whose record exists are skipped."""
+"""Run grids of (method x target x seed); runs whose record exists are skipped.
+
+A run holds a lock (``_checkpoints/<run_id>.lock``: pid and host) while it trains, so two sweeps
+on one results folder share the work: a run held by a live process is skipped, a stale lock (its
+holder died) is taken over.  A run that diverges is recorded with ``status: diverged`` (not
+complete); an unreadable record is moved aside and the run trained again.
+"""
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 
-from ..train import RunConfig, train
-from .results import read_record, write_record
+from ..train import Diverged, RunConfig, resolve_device, train
+from .results import BadRecord, RunLock, RunLocked, move_aside, read_record, remove_stale_temporaries, write_record
 
 
 def record_path(results_dir: Path, cfg: RunConfig) -> Path:
@@ -17,34 +23,108 @@ def checkpoint_path(results_dir: Path, cfg: RunConfig) -> Path:
     return Path(results_dir) / "_checkpoints" / f"{cfg.run_id()}.pt"
 
 
+def lock_path(results_dir: Path, cfg: RunConfig) -> Path:
+    return Path(results_dir) / "_checkpoints" / f"{cfg.run_id()}.lock"
+
+
+def check_results_dir(results_dir: Path) -> None:
+    """A ValueError if ``results_dir`` (or a parent) exists and is not a directory."""
+    for p in (Path(results_dir), *Path(results_dir).parents):
+        if p.exists():
+            if not p.is_dir():
+                raise ValueError(f"results directory {results_dir}: {p} is a file, not a directory")
+            return
+
+
+def _existing(path: Path) -> dict | None:
+    """The record at ``path``; None if there is none or it was unreadable (then moved aside)."""
+    if not path.exists():
+        return None
+    try:
+        return read_record(path)
+    except BadRecord as e:
+        move_aside(path, f"{e}; the run is trained again")
+        return None
+
+
 def run_one(cfg: RunConfig, results_dir: Path, overwrite: bool = False, progress: bool = True,
             keep_checkpoint: bool = False) -> tuple[Path, dict, bool]:
-    """Train ``cfg`` unless its record exists; returns (record path, record, skipped)."""
-    path = record_path(results_dir, cfg)
-    if path.exists() and not overwrite:
-        return path, read_record(path), True
-    ckpt = checkpoint_path(results_dir, cfg)
-    record = train(cfg, checkpoint=ckpt, progress=progress)
-    write_record(path, record, overwrite=overwrite)
-    if not keep_checkpoint and ckpt.exists():
-        ckpt.unlink()
+    """Train ``cfg`` unless its record exists; returns (record path, record, skipped).
+
+    Raises :class:`~mmdg.experiments.results.RunLocked` if another live process trains it now.
+    A diverged run's record (``status: diverged``) is written and returned like any other.
+    """
+    check_results_dir(results_dir)
+    path, ckpt = record_path(results_dir, cfg), checkpoint_path(results_dir, cfg)
+    record = None if overwrite else _existing(path)
+    if record is not None:
+        lock = lock_path(results_dir, cfg)
+        if ckpt.exists() or lock.exists() or any(lock.parent.glob(f".{ckpt.name}.*.tmp")):
+            try:  # left by a run killed after writing its record: clean up if nobody holds it
+                with RunLock(lock):
+                    ckpt.unlink(missing_ok=True)
+                    remove_stale_temporaries(ckpt)
+            except RunLocked:
+                pass
+        return path, record, True
+    with RunLock(lock_path(results_dir, cfg)):
+        record = None if overwrite else _existing(path)  # finished by another process meanwhile?
+        if record is not None:
+            return path, record, True
+        remove_stale_temporaries(ckpt)
+        remove_stale_temporaries(path)
+        try:
+            record = train(cfg, checkpoint=ckpt, progress=progress)
+        except Diverged as e:
+            record = e.record
+        write_record(path, record, overwrite=overwrite)
+        if not keep_checkpoint and ckpt.exists():
+            ckpt.unlink()
     return path, record, False
 
 
 def grid(base: RunConfig, methods: list[str], targets: list[str], seeds: list[int]) -> list[RunConfig]:
+    """Every (method, target, seed) config, all validated before any run starts."""
+    from ..data import build_benchmark
+    from ..methods import resolve
+    from ..strategies import build_strategy
     if not methods or not targets or not seeds:
         raise ValueError(f"a sweep needs methods, targets and seeds; got {methods}, {targets}, {seeds}")
+    for what, items in (("methods", methods), ("targets", targets)):
+        if any(not isinstance(x, str) or not x.strip() for x in items):
+            raise ValueError(f"sweep {what} {list(items)} has an empty entry")
+    for m in methods:
+        _, (strategy, kwargs), _ = resolve(m, base.hparams)  # unknown names, hyperparameter types and ranges
+        build_strategy(strategy, **kwargs)                     # the strategy's own checks (e.g. GMP's ablation)
+    bench = build_benchmark(base.benchmark, **base.benchmark_kwargs)
+    for t in targets:
+        bench.check_domain(t)
+    resolve_device(base.device)
     return [dataclasses.replace(base, method=m, target=t, seed=s)
             for m in methods for t in targets for s in seeds]
 
 
 def sweep(base: RunConfig, methods: list[str], targets: list[str], seeds: list[int], results_dir: Path,
           overwrite: bool = False, progress: bool = True, log=print) -> list[Path]:
+    """Run the grid; returns the record paths of the runs done or found (not those held by others)."""
+    check_results_dir(results_dir)
     paths = []
     configs = grid(base, methods, targets, seeds)
     for i, cfg in enumerate(configs, 1):
-        path, record, skipped = run_one(cfg, results_dir, overwrite, progress)
-        status = "skipped (exists)" if skipped else f"test {record['final']['test_acc']:.2f}"
-        log(f"[{i}/{len(configs)}] {cfg.method} -> {cfg.target} seed {cfg.seed}: {status}")
+        head = f"[{i}/{len(configs)}] {cfg.method} -> {cfg.target} seed {cfg.seed}"
+        try:
+            path, record, skipped = run_one(cfg, results_dir, overwrite, progress)
+        except RunLocked as e:
+            log(f"{head}: skipped ({e})")
+            continue
+        if record.get("status") == "diverged":
+            status = f"DIVERGED ({record['diverged']['message']}); recorded as diverged"
+        else:
+            status = "skipped (exists)" if skipped else f"test {record['final']['test_acc']:.2f}"
+        log(f"{head}: {status}")
         paths.append(path)
+    try:
+        (Path(results_dir) / "_checkpoints").rmdir()  # only if empty
+    except OSError:
+        pass
     return paths
