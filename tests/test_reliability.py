@@ -4,6 +4,7 @@ Sections: diverged runs; collect; checkpoints; media; configuration and CLI; rec
 disks; the SIGKILL soak test (a sweep killed at random moments, then completed, equals an
 uninterrupted one).
 """
+import ast
 import errno
 import json
 import multiprocessing
@@ -218,10 +219,27 @@ def test_checkpoints_load_with_weights_only_and_resume_exactly(tmp_path):
     assert [e["val"] for e in resumed["epochs"]] == [e["val"] for e in full["epochs"]]
 
 
+def _unsafe_loads(source: str) -> list[int]:
+    """Lines of ``torch.load`` calls that do not pass ``weights_only=True``."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load":
+            safe = [k for k in node.keywords if k.arg == "weights_only"
+                    and isinstance(k.value, ast.Constant) and k.value.value is True]
+            if not safe and ast.unparse(node.func.value) == "torch":
+                lines.append(node.lineno)
+    return lines
+
+
+def test_unsafe_load_finder():
+    src = "import torch\ntorch.load(p)\ntorch.load(p, weights_only=False)\ntorch.load(p, weights_only=True)\n"
+    assert _unsafe_loads(src) == [2, 3]
+
+
 def test_no_module_unpickles_with_weights_only_false():
     root = Path(__file__).resolve().parents[1] / "mmdg"
-    offenders = [str(p) for p in root.rglob("*.py") if "weights_only=False" in p.read_text()]
-    assert offenders == []
+    offenders = {str(p): lines for p in root.rglob("*.py") if (lines := _unsafe_loads(p.read_text()))}
+    assert offenders == {}
 
 
 # ---------------------------------------------------------------- media
