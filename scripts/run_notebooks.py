@@ -116,7 +116,7 @@ def mark_unstable(golden: Path) -> list[int]:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             again = Path(tmp) / golden.name
-            pm.execute_notebook(str(golden), str(again), kernel_name="python3", cwd=str(ROOT / "notebooks"),
+            pm.execute_notebook(str(golden), str(again), kernel_name="python3", cwd=str(golden.parent),
                                 progress_bar=False)
             other = nbformat.read(again, as_version=4)
     finally:
@@ -163,7 +163,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     os.environ.pop("MPLBACKEND", None)  # a non-inline backend would silently drop every figure
     names = a.only or toc_notebooks()
-    out = Path(a.out)
+    out = Path(a.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     if a.golden and not a.only:
         shutil.rmtree(ROOT / RECORDS, ignore_errors=True)  # every golden record comes from this code
@@ -178,8 +178,9 @@ def main(argv=None) -> int:
         dst = out / f"{name}.ipynb"
         t0 = time.time()
         try:
+            # a golden runs in its own folder, as nbval will run it (relative paths then agree)
             pm.execute_notebook(str(src), str(dst), parameters=params, kernel_name="python3",
-                                cwd=str(ROOT / "notebooks"), progress_bar=False)
+                                cwd=str(out if a.golden else ROOT / "notebooks"), progress_bar=False)
             status = "ok"
         except pm.PapermillExecutionError as e:
             failed.append(name)
