@@ -92,7 +92,8 @@ def coerce(name: str, value, type_name: str, default=None):
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, kind) or (kind in (int, float) and isinstance(value, bool)):
-        raise ParameterError(f"parameter {name}: expected {expected}, got {got!r} ({_kind(value)})")
+        hint = "; papermill -p reads numbers as numbers, -r NAME VALUE passes text" if kind is str else ""
+        raise ParameterError(f"parameter {name}: expected {expected}, got {got!r} ({_kind(value)}{hint})")
     if item is not None:
         if item is float:
             value = [float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]

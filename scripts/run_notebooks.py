@@ -188,8 +188,12 @@ def main(argv=None) -> int:
         if dst.exists():
             finish(dst, a.golden)
         if a.golden and status == "ok":
-            unstable = mark_unstable(dst)
-            status += f"; outputs of cells {unstable} vary with float kernels: not compared" if unstable else ""
+            try:
+                unstable = mark_unstable(dst)
+                status += f"; outputs of cells {unstable} vary with float kernels: not compared" if unstable else ""
+            except pm.PapermillExecutionError as e:
+                failed.append(name)
+                status = f"FAILED with float kernels {PERTURBED}: {e.ename}: {e.evalue}"
         print(f"[{a.profile}] {name}: {status} ({time.time() - t0:.1f} s)", flush=True)
     if failed:
         print(f"error: {len(failed)} notebook(s) failed: {failed}", file=sys.stderr)

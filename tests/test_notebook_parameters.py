@@ -57,7 +57,7 @@ def test_coerce_accepts_what_users_type(value, type_name, default, expected):
     ("seeds", "[0, a]", "list", [0, 1], r"parameter seeds: expected a list of int, got '\[0, a\]' \('a' is str\)"),
     ("seeds", [0, True], "list", [0, 1], r"\(True is bool\)"),
     ("targets", "studio", "list", ["studio"], r"parameter targets: expected a list of str, got 'studio' \(str\)"),
-    ("device", 1, "str", "auto", r"parameter device: expected a str, got 1 \(int\)"),
+    ("device", 1, "str", "auto", r"parameter device: expected a str, got 1 \(int; papermill -p reads numbers .* -r NAME"),
     ("lr", "fast", "float", 0.1, "parameter lr: expected a float, got 'fast'"),
     ("hp", "[1]", "dict", {}, r"parameter hp: expected a dict, got '\[1\]' \(list\)"),
     ("x", 1, "tuple", (), "unsupported annotation 'tuple'"),
