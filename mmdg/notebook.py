@@ -74,14 +74,15 @@ def coerce(name: str, value, type_name: str, default=None):
     (an int is accepted where a float is declared). Raises :class:`ParameterError` naming the parameter,
     the expected type and the value got.
     """
-    if type_name not in TYPES:
+    base = type_name.split("[")[0]  # list[int] is checked as a list (items as in the default)
+    if base not in TYPES:
         raise ParameterError(f"parameter {name}: unsupported annotation {type_name!r}; use one of {sorted(TYPES)}")
-    kind = TYPES[type_name]
+    kind = TYPES[base]
     item = None
     if kind is list and default:
         kinds = {type(v) for v in default}
         item = kinds.pop() if len(kinds) == 1 and next(iter(kinds)) in (int, float, str, bool) else None
-    expected = f"a list of {item.__name__}" if item else ("a " if kind is not int else "an ") + type_name
+    expected = f"a list of {item.__name__}" if item else ("a " if kind is not int else "an ") + base
     got = value
     if isinstance(value, str) and kind is not str:
         try:

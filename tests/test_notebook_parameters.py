@@ -40,6 +40,7 @@ def test_declared_parameters_reads_type_default_and_help():
     ("7", "int", 15, 7),
     ("[0]", "str", "", "[0]"),                       # a str parameter keeps the text
     ("true", "bool", False, True),
+    ("[4]", "list[int]", [0], [4]),
 ])
 def test_coerce_accepts_what_users_type(value, type_name, default, expected):
     got = coerce("p", value, type_name, default)
