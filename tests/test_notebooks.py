@@ -110,7 +110,7 @@ PATTERN_FILES = {"tests/nbval_sanitize.cfg"}  # regexes that match such paths, n
 
 
 def test_no_absolute_machine_paths_in_tracked_files_or_golden_outputs():
-    tracked = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT,
                              capture_output=True, text=True, check=True).stdout.split("\0")
     found = []
     for name in filter(None, tracked):
