@@ -153,3 +153,15 @@ def test_papermill_runs_fail_at_once_on_bad_parameters(tmp_path, params, message
     assert err.value.ename == "ParameterError"
     assert re.search(message, err.value.evalue), err.value.evalue
     assert err.value.exec_count == 3  # parameters, injected parameters, then the checking cell
+
+
+NOTEBOOKS = sorted(p.stem for p in (nbm.repo_root() / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("profile", ["book", "smoke", "gpu"])
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_each_profile_keeps_its_own_record_folders(notebook, profile, capsys):
+    """A profile's own parameters pass the checks unchanged: no record folder moves, nothing printed."""
+    ns = profile_parameters(notebook, profile)
+    assert parameters(notebook, dict(ns)) == ns
+    assert capsys.readouterr().out == ""
