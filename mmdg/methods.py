@@ -393,7 +393,7 @@ def _rna(hp):
 
 # ------------------------------------------------------------------------------------------------
 # Gradient-balancing baselines (GMP Table 2; SIMMMDG_PIPELINE_AND_PEERS.md §4): mmdg/strategies/
-# ogm_ge.py, pcgrad.py, mmpareto.py, agm.py, grad_blending.py.  Each is the original method on
+# ogm_ge.py, pcgrad.py, mmpareto.py, agm.py and mmdg/objectives/grad_blending.py.  Each is the original method on
 # cross-entropy; lambda_d > 0 adds GMP's domain-adversarial term (GMP's "Base" + the method).
 # Defaults: OGM-GE alpha 0.1 and epochs 0-50 (its README), GE on; MMPareto gamma 1.5 with
 # unimodal heads of weight 1; PCGrad sum (Yu et al.); AGM alpha 1.0 (not in our notes: a stated

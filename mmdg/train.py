@@ -29,7 +29,7 @@ from .data.base import make_loader
 from .data.protocol import DGSplit, make_split
 from .data.samplers import make_train_loader
 from .evaluation.missing import flat_missing, missing_for_epoch
-from .experiments.results import atomic_torch_save, move_aside
+from .io import atomic_torch_save, move_aside
 from .methods import Method, build_method, resolve
 from .models.model import MultimodalModel, build_model
 from .models.presets import preset_encoders

@@ -15,9 +15,9 @@ from mmdg.data.base import Batch, TensorDataset
 from mmdg.methods import build_method, resolve
 from mmdg.models.model import build_model
 from mmdg.objectives import Term, true_class_prob
+from mmdg.objectives.grad_blending import blending_weights
 from mmdg.strategies import build_strategy
 from mmdg.strategies.agm import agm_coefficients, agm_scores
-from mmdg.strategies.grad_blending import blending_weights
 from mmdg.strategies.mmpareto import min_norm_weight, pareto_update, pareto_weights
 from mmdg.strategies.ogm_ge import ogm_coefficients
 from mmdg.strategies.pcgrad import pcgrad_project

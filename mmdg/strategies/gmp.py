@@ -69,13 +69,14 @@ from ..models.model import MultimodalModel
 from ..objectives.base import Term
 from ._grads import _accumulate, _flat, _sum_loss, split_params
 from .base import STRATEGIES, Strategy
+from .ratios import discrepancy_ratios, suppression, task_strength
+from .ratios import detached_float as _f  # the short name gmp_combine's source (printed in chapter 4) uses
 
 MODULATE = ("decoupled", "unified", "k_only", "p_only", "none")
 PROJECT = ("adaptive", "cls", "dom", "pcgrad", "reverse", "none")
 VARIANTS = ("paper", "unimodal_heads", "released")   # "released": strategy gmp_released (gmp_released.py)
 ENGINES = ("fast", "naive")
 BRANCHES = ("none", "project_cls", "project_dom", "project_both")  # index = branch code
-_RATIO_FLOOR = 1e-12
 
 #: GMP Table 4 rows as (modulate, project).  The modulation rows are "without CAGP" and the
 #: projection rows "without IGDM", as in the paper; "base" switches both off (= the sum strategy).
@@ -102,12 +103,6 @@ def ablation_options(name: str) -> dict[str, str]:
     return {"modulate": modulate, "project": project}
 
 
-def _f(x: torch.Tensor) -> torch.Tensor:
-    """Detached, at least float32 (float64 stays float64)."""
-    x = x.detach()
-    return x if x.dtype == torch.float64 else x.float()
-
-
 def _check(name: str, value, choices) -> None:
     if value not in choices:
         raise ValueError(f"GMP option {name}={value!r} is not one of {list(choices)}")
@@ -125,41 +120,6 @@ def check_options(alpha_k: float, alpha_p: float, modulate: str = "decoupled", p
 
 
 # ----------------------------------------------------------------------------- scalars
-def discrepancy_ratios(q_sums: torch.Tensor, c_sums: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """rho, sigma (GMP Eq. 8) from per-modality confidence sums of shape (M,).
-
-    "other" = mean over the other modalities; M == 1 gives rho = sigma = 1.
-    """
-    q_sums, c_sums = _f(q_sums), _f(c_sums)
-    m = q_sums.numel()
-    if m < 2:
-        return torch.ones_like(q_sums), torch.ones_like(c_sums)
-    others = 1.0 - torch.eye(m, dtype=q_sums.dtype, device=q_sums.device)   # sum the others directly
-    q_other = (others @ q_sums) / (m - 1)                                     # (no total - own cancellation)
-    c_other = (others.to(c_sums.dtype) @ c_sums) / (m - 1)
-    rho = q_sums / q_other.clamp_min(_RATIO_FLOOR)
-    sigma = c_other / c_sums.clamp_min(_RATIO_FLOOR)
-    return rho, sigma
-
-
-def task_strength(rho: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """Gamma = rho / sigma (GMP §CAGP), sigma clamped away from 0 so that it is never NaN.
-
-    Only reported: the branch test uses the equivalent ``rho >= sigma`` (sigma > 0).
-    """
-    return rho / sigma.clamp_min(_RATIO_FLOOR)
-
-
-def suppression(ratio: torch.Tensor, alpha: float, ogm_form: bool = False) -> torch.Tensor:
-    """1 - tanh(alpha * ratio) where ratio > 1, else 1 (GMP Eqs. 9-10), clamped to [0, 1].
-
-    ``ogm_form``: 1 - tanh(alpha * (ratio - 1)) instead (OGM-GE's continuous form).
-    """
-    x = ratio - 1.0 if ogm_form else ratio
-    coeff = (1.0 - torch.tanh(alpha * x)).clamp(0.0, 1.0)
-    return torch.where(ratio > 1.0, coeff, torch.ones_like(coeff))
-
-
 def modulation(rho: torch.Tensor, sigma: torch.Tensor, alpha_k: float, alpha_p: float,
                modulate: str = "decoupled", ogm_form: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(k, p): the coefficients applied to g_c and g_d under each Table 4 modulation option."""

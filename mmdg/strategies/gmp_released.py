@@ -39,7 +39,8 @@ import torch
 
 from ._grads import _flat, _sum_loss, grads_of, write_grads
 from .base import STRATEGIES, Strategy
-from .gmp import check_options, discrepancy_ratios, suppression
+from .gmp import check_options
+from .ratios import discrepancy_ratios, suppression
 
 _EPS = 1e-12
 
