@@ -288,8 +288,7 @@ class Method(nn.Module):
         self.strategy = strategy
         self.train_options: dict = {}          # optimizer / sampler a method asks the trainer for
         for part in (strategy, *objectives):   # parts that need the model (e.g. DRB's initial weights)
-            if hasattr(part, "bind"):
-                part.bind(model, list(objectives))
+            part.bind(model, list(objectives))
 
     def terms(self, batch: Batch) -> tuple[ModelOutput, list[Term]]:
         out = self.model(batch.inputs)

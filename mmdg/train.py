@@ -421,8 +421,7 @@ def train(cfg: RunConfig, checkpoint: Path | None = None, progress: bool = True,
             row["trace"] = _stack_trace(trace)
         missing_for_epoch(method, history, row, val_loader, test_loader, device, cfg.amp)  # issue 18
         for part in (method.strategy, *method.objectives):   # epoch hooks (Grad-Blending, OGM-GE's window)
-            if hasattr(part, "epoch_end"):
-                part.epoch_end(epoch, method, row, val_loader)
+            part.epoch_end(epoch, method, row, val_loader)
         if on_epoch_end is not None:
             rng = rng_state()
             on_epoch_end(epoch, method, row)

@@ -53,6 +53,14 @@ class Objective(nn.Module):
     def forward(self, out: ModelOutput, batch: Batch) -> Term:
         raise NotImplementedError
 
+    def bind(self, model: nn.Module, objectives: list) -> None:
+        """Hook (no-op here): called once by :class:`~mmdg.methods.Method` with the model and the
+        method's objectives, for objectives that need the model (e.g. DRB's initial weights)."""
+
+    def epoch_end(self, epoch: int, method, row: dict, val_loader) -> None:
+        """Hook (no-op here): called by the trainer after each epoch's evaluation, before the
+        checkpoint (``row``: the epoch's record row, which the hook may add to)."""
+
 
 def true_class_prob(shares: dict[str, torch.Tensor], target: torch.Tensor) -> dict[str, torch.Tensor]:
     """softmax(share_m)[i, target_i] per modality, detached: q (GMP Eq. 6) or c (Eq. 7)."""

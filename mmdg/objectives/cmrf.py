@@ -174,7 +174,7 @@ class CMRFFlatten(Objective):
         self.teacher: nn.ModuleDict | None = None
         self._online: list[nn.Module] = []   # a plain list: the online model is not a submodule here
 
-    def bind(self, model: nn.Module, objectives=()) -> None:
+    def bind(self, model: nn.Module, objectives: list = ()) -> None:
         self._online = [model]
         self.teacher = nn.ModuleDict({"model": copy.deepcopy(model),
                                       "projectors": copy.deepcopy(self.projectors)})

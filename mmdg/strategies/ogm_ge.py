@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from ..registry import check_number
-from ._grads import class_confidence
-from .base import STRATEGIES, Strategy, total_loss
+from ._grads import class_confidence, total_loss
+from .base import STRATEGIES, Strategy
 from .ratios import discrepancy_ratios, suppression
 
 
