@@ -363,7 +363,7 @@ def _gmp(hp):
 
 
 # ------------------------------------------------------------------------------------------------
-# SimMMDG and RNA-Net (mmdg/objectives/mmdg_methods.py).  Defaults are the released SimMMDG
+# SimMMDG and RNA-Net (mmdg/objectives/simmmdg.py, rna.py).  Defaults are the released SimMMDG
 # script's (SIMMMDG_PIPELINE_AND_PEERS.md §1.5/§1.6): alpha_contrast 3.0, temp 0.1 with SupCon's
 # base_temperature left at 0.07 (loss scaled by 0.1/0.07; con_base_temp=0.0 removes the quirk),
 # projector hidden 2048 / out 128 with BatchNorm, alpha_trans 0.1, trans_hidden_num 2048, dropout

@@ -66,3 +66,10 @@ def check_number(who: str, name: str, value, low: float = 0.0, strict: bool = Fa
     if not ok:
         raise ValueError(f"{who}: {name} must be a finite number {'>' if strict else '>='} {low}, got {value!r}")
     return float(value)
+
+
+def check_int(who: str, name: str, value, low: int = 1) -> int:
+    """``value`` if it is an int >= ``low`` (not a bool), else a ValueError naming ``who`` and ``name``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ValueError(f"{who}: {name} must be an int >= {low}, got {value!r}")
+    return value
