@@ -17,23 +17,6 @@ import numpy as np
 
 
 @dataclass(frozen=True)
-class LogUniform:
-    """``exp(U(log low, log high))``: for weights and rates that matter by order of magnitude."""
-    low: float
-    high: float
-
-    def problem(self) -> str | None:
-        ok = _finite(self.low) and _finite(self.high) and 0 < self.low <= self.high
-        return None if ok else "needs finite 0 < low <= high"
-
-    def sample(self, rng: np.random.Generator) -> float:
-        return float(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
-
-    def bounds(self) -> tuple:
-        return self.low, self.high
-
-
-@dataclass(frozen=True)
 class Uniform:
     """``U(low, high)``: for fractions and exponents."""
     low: float
@@ -48,6 +31,18 @@ class Uniform:
 
     def bounds(self) -> tuple:
         return self.low, self.high
+
+
+@dataclass(frozen=True)
+class LogUniform(Uniform):
+    """``exp(U(log low, log high))``: for weights and rates that matter by order of magnitude."""
+
+    def problem(self) -> str | None:
+        ok = _finite(self.low) and _finite(self.high) and 0 < self.low <= self.high
+        return None if ok else "needs finite 0 < low <= high"
+
+    def sample(self, rng: np.random.Generator) -> float:
+        return float(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
 
 
 @dataclass(frozen=True)

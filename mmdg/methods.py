@@ -161,16 +161,10 @@ def _space(*parts, **defaults) -> dict[str, HParam]:
 
 @dataclass(frozen=True)
 class MethodDef:
+    """A method (``build(hp) -> (objectives, strategy)``) or a plug-in, a strategy swap or an added
+    objective applicable to any method (``build(hp, objectives, strategy) -> (objectives, strategy)``)."""
     name: str
-    build: Build
-    hparams: dict[str, HParam]
-    doc: str
-
-
-@dataclass(frozen=True)
-class PluginDef:
-    name: str
-    apply: Apply
+    build: Build | Apply
     hparams: dict[str, HParam]
     doc: str
 
@@ -179,20 +173,17 @@ METHODS = Registry("method")
 PLUGINS = Registry("plugin")
 
 
-def method(name: str, doc: str, *hparams, **defaults):
-    """Register a method; ``hparams``/``defaults`` as in :func:`_space`."""
-    def deco(fn):
-        METHODS.add(name, MethodDef(name, fn, _space(*hparams, **defaults), doc))
-        return fn
-    return deco
+def _registrar(registry: Registry):
+    def register(name: str, doc: str, *hparams, **defaults):
+        """Register ``name`` with its doc line and hyperparameters (``hparams``/``defaults`` as in :func:`_space`)."""
+        def deco(fn):
+            registry.add(name, MethodDef(name, fn, _space(*hparams, **defaults), doc))
+            return fn
+        return deco
+    return register
 
 
-def plugin(name: str, doc: str, *hparams, **defaults):
-    """Register a plug-in (a strategy swap or an added objective, applicable to any method)."""
-    def deco(fn):
-        PLUGINS.add(name, PluginDef(name, fn, _space(*hparams, **defaults), doc))
-        return fn
-    return deco
+method, plugin = _registrar(METHODS), _registrar(PLUGINS)
 
 
 def hparam_space(name: str) -> dict[str, HParam]:
@@ -263,7 +254,7 @@ def resolve(name: str, overrides: dict | None = None) -> tuple[list[Spec], Spec,
         hp[k] = space[k].check(v, name)
     objectives, strategy = METHODS.get(base).build(hp)
     for p in plugs:
-        objectives, strategy = PLUGINS.get(p).apply(hp, objectives, strategy)
+        objectives, strategy = PLUGINS.get(p).build(hp, objectives, strategy)
     return objectives, strategy, hp
 
 
