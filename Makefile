@@ -17,7 +17,7 @@ unexport MPLBACKEND
 help:
 	@echo "make book     execute every notebook in _toc.yml (PROFILE=$(PROFILE)) and build the HTML book"
 	@echo "make test     unit tests + nbval regression checks of the executed smoke notebooks"
-	@echo "make goldens  regenerate tests/golden/*.ipynb (smoke profile)"
+	@echo "make goldens  regenerate tests/golden/*.ipynb and their run records tests/golden/records/ (smoke profile)"
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

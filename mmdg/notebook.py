@@ -1,10 +1,26 @@
-"""Small helpers shared by the book's notebooks (paths, seeding, display)."""
+"""Small helpers shared by the book's notebooks (paths, parameters, seeding, display).
+
+A chapter's ``parameters`` cell declares each parameter once as ``name: type = default  # help``
+(so ``papermill --help-notebook`` lists it typed and documented); the next cell calls
+:func:`parameters`, which checks what papermill injected against those declarations.
+"""
 from __future__ import annotations
 
+import ast
+import json
 import os
 from pathlib import Path
 
 import torch
+import yaml
+
+TYPES = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "dict": dict}
+COMMITTED = ("book", "gpu")  # profiles whose results/<profile>/ folders are committed
+UNCOMMITTED = "results/custom"  # where record folders of runs with other parameters go
+
+
+class ParameterError(ValueError):
+    """A notebook parameter of the wrong type or value, or one the notebook does not declare."""
 
 
 def repo_root(start: Path | None = None) -> Path:
@@ -22,12 +38,167 @@ def repo_path(path: str | os.PathLike) -> Path:
     return p if p.is_absolute() else repo_root() / p
 
 
+def declared_parameters(source: str) -> dict[str, tuple[str, object, str]]:
+    """``{name: (type name, default, help)}`` of a parameters cell's ``name: type = default  # help`` lines."""
+    lines = source.splitlines()
+    out = {}
+    for node in ast.parse(source).body:
+        if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value):
+            raise ParameterError(f"parameters cell: expected 'name: type = default  # help' lines, got "
+                                 f"{ast.unparse(node)!r}")
+        rest = lines[node.end_lineno - 1][node.end_col_offset:].strip()
+        out[node.target.id] = (ast.unparse(node.annotation), ast.literal_eval(node.value), rest.lstrip("#").strip())
+    return out
+
+
+def notebook_parameters(notebook: str) -> dict[str, tuple[str, object, str]]:
+    """The declared parameters of ``notebooks/<notebook>.ipynb`` (its cell tagged ``parameters``)."""
+    path = repo_root() / "notebooks" / f"{notebook}.ipynb"
+    if not path.exists():
+        raise FileNotFoundError(f"no notebook {path}: parameters() needs the chapter's file name, e.g. "
+                                f"'01_overview'")
+    cells = [c for c in json.loads(path.read_text())["cells"] if "parameters" in c["metadata"].get("tags", [])]
+    if len(cells) != 1:
+        raise ParameterError(f"{path.name}: expected one cell tagged 'parameters', found {len(cells)}")
+    return declared_parameters("".join(cells[0]["source"]))
+
+
+def _kind(value) -> str:
+    return type(value).__name__
+
+
+def coerce(name: str, value, type_name: str, default=None):
+    """``value`` as the declared type; strings are parsed as JSON/YAML for lists and dicts (papermill ``-p``).
+
+    A list parameter whose default holds items of one type (int, float, str, bool) must hold that type too
+    (an int is accepted where a float is declared). Raises :class:`ParameterError` naming the parameter,
+    the expected type and the value got.
+    """
+    base = type_name.split("[")[0]  # list[int] is checked as a list (items as in the default)
+    if base not in TYPES:
+        raise ParameterError(f"parameter {name}: unsupported annotation {type_name!r}; use one of {sorted(TYPES)}")
+    kind = TYPES[base]
+    item = None
+    if kind is list and default:
+        kinds = {type(v) for v in default}
+        item = kinds.pop() if len(kinds) == 1 and next(iter(kinds)) in (int, float, str, bool) else None
+    expected = f"a list of {item.__name__}" if item else ("a " if kind is not int else "an ") + base
+    got = value
+    if isinstance(value, str) and kind is not str:
+        try:
+            value = kind(value) if kind in (int, float) else yaml.safe_load(value)
+        except (ValueError, yaml.YAMLError) as e:
+            why = str(e).splitlines()[0]
+            raise ParameterError(f"parameter {name}: expected {expected}, got {got!r} ({why})") from None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind in (int, float) and isinstance(value, bool)):
+        hint = "; papermill -p reads numbers as numbers, -r NAME VALUE passes text" if kind is str else ""
+        raise ParameterError(f"parameter {name}: expected {expected}, got {got!r} ({_kind(value)}{hint})")
+    if item is not None:
+        if item is float:
+            value = [float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+        bad = [v for v in value if not isinstance(v, item) or (item is not bool and isinstance(v, bool))]
+        if bad:
+            raise ParameterError(f"parameter {name}: expected {expected}, got {got!r} "
+                                 f"({bad[0]!r} is {_kind(bad[0])})")
+    return value
+
+
+def choose(name: str, value, allowed) -> None:
+    """Raise :class:`ParameterError` unless ``value`` (or every item of a list ``value``) is in ``allowed``."""
+    allowed = list(allowed)
+    for v in value if isinstance(value, list) else [value]:
+        if v not in allowed:
+            raise ParameterError(f"parameter {name}: expected {'items' if isinstance(value, list) else 'one'} "
+                                 f"of {allowed}, got {value!r} ({v!r} is unknown)")
+
+
+def injected_names() -> list[str]:
+    """Names assigned by papermill's injected cell (``# Parameters`` ...) in this IPython session, if any."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return []
+    ip = get_ipython()
+    history = ip.user_ns.get("In", []) if ip is not None else []
+    names = []
+    for src in history:
+        if src.startswith("# Parameters\n"):
+            names = [t.id for node in ast.parse(src).body if isinstance(node, ast.Assign)
+                     for t in node.targets if isinstance(t, ast.Name)]
+    return names
+
+
+def profile_parameters(notebook: str, profile: str) -> dict:
+    """The parameters ``notebook`` runs with in ``profile``: its defaults, then ``notebooks/params/<profile>.yaml``."""
+    values = {k: d for k, (_, d, _) in notebook_parameters(notebook).items()}
+    path = repo_root() / "notebooks" / "params" / f"{profile}.yaml"
+    if profile != "book" and path.exists():
+        table = yaml.safe_load(path.read_text()) or {}
+        values.update({**(table.get("_all") or {}), **(table.get(notebook) or {})})
+    return values
+
+
+def record_folder(notebook: str, folder: str, values: dict) -> str:
+    """``folder``, or its twin under ``results/custom/`` when it is a committed profile's folder
+    (``results/book/...``, ``results/gpu/...``) and ``values`` are not that profile's parameters."""
+    parts = Path(folder).parts
+    if Path(folder).is_absolute() or len(parts) < 2 or parts[0] != "results" or parts[1] not in COMMITTED:
+        return folder
+    if values == profile_parameters(notebook, parts[1]):
+        return folder
+    return str(Path(UNCOMMITTED, *parts[2:]))
+
+
+def parameters(notebook: str, namespace: dict, choices: dict | None = None) -> dict:
+    """Check, coerce and return the parameters of ``notebook``, updating ``namespace`` (its ``globals()``).
+
+    - every declared parameter is coerced to its declared type (:func:`coerce`); a wrong type or an
+      unparsable ``-p`` string raises :class:`ParameterError` naming the parameter;
+    - a name papermill injected that the parameters cell does not declare (a misspelt ``-p``) raises;
+    - ``choices`` maps a parameter to its allowed values (or items, for a list), see :func:`choose`;
+    - record folders (parameters named ``results_dir`` or ``*_results``) under a committed profile's
+      folder are redirected to ``results/custom/...`` unless every parameter equals that profile's
+      (the notebook's defaults for ``results/book``, plus ``notebooks/params/gpu.yaml`` for
+      ``results/gpu``), so committed folders only receive the records of the profile that owns them.
+    """
+    declared = notebook_parameters(notebook)
+    unknown = [n for n in injected_names() if n not in declared]
+    if unknown:
+        raise ParameterError(f"unknown parameter(s) {unknown} for {notebook}; it declares {sorted(declared)} "
+                             f"(see `papermill --help-notebook notebooks/{notebook}.ipynb`)")
+    values = {}
+    for name, (type_name, default, _) in declared.items():
+        if name not in namespace:
+            raise ParameterError(f"parameter {name} of {notebook} is not defined: run the parameters cell first")
+        values[name] = coerce(name, namespace[name], type_name, default)
+    for name, allowed in (choices or {}).items():
+        choose(name, values[name], allowed)
+    given = dict(values)
+    for name, value in given.items():
+        if (name == "results_dir" or name.endswith("_results")) and isinstance(value, str):
+            values[name] = record_folder(notebook, value, given)
+            if values[name] != value:
+                profile = Path(value).parts[1]
+                changed = [k for k, v in profile_parameters(notebook, profile).items() if given[k] != v]
+                print(f"{name} = {values[name]!r} (not committed): {', '.join(changed)} differ from the "
+                      f"'{profile}' profile, which owns {value}")
+    namespace.update(values)
+    return values
+
+
 def setup(seed: int = 0, threads: int | None = 2) -> None:
-    """Seed, fix the CPU thread count (reproducible float reductions) and set plot/table styles."""
+    """Seed, fix the CPU thread count (reproducible float reductions) and set plot/table styles.
+
+    ``OMP_NUM_THREADS``, when set, caps ``threads``.
+    """
     import matplotlib.pyplot as plt
     import pandas as pd
     torch.manual_seed(seed)
     if threads:
+        cap = os.environ.get("OMP_NUM_THREADS", "")
+        threads = min(threads, int(cap)) if cap.isdigit() and int(cap) > 0 else threads
         torch.set_num_threads(min(threads, os.cpu_count() or threads))
     plt.rcParams.update({"figure.dpi": 90, "figure.figsize": (6.4, 3.6), "axes.grid": True,
                          "grid.alpha": 0.3})

@@ -35,6 +35,9 @@ the recorded checksums and against ``EXPECTED_ARRAYS_SHA256`` (the checksum of t
 build; ``--accept-new-checksum`` when a change to this script is intended).
 
   python scripts/build_sensor_data.py --archive /path/to/sp_sw_har.tar.xz [--out DIR]
+
+Without ``--archive`` the archive is looked for beside the checkout, at
+``../shared/data/real_small/sp_sw_har.tar.xz`` (``DEFAULT_ARCHIVE``).
 """
 from __future__ import annotations
 
@@ -61,7 +64,7 @@ from mmdg.data.sensors import (  # noqa: E402
     AGE_EDGES, CHANNELS, CLASSES, DATA_FILE, DOMAINS_BY, META_FILE, MODALITIES, REBUILD, SPLIT_NAMES,
     arrays_sha256, subject_domain)
 
-DEFAULT_ARCHIVE = Path("/work/shared/data/real_small/sp_sw_har.tar.xz")
+DEFAULT_ARCHIVE = ROOT.parent / "shared" / "data" / "real_small" / "sp_sw_har.tar.xz"  # beside the checkout
 RAW_SHA256 = "024f652d5612827b44b20e22f2df84cbd61c74d3a87d97ca17d4b48861b18f6b"
 RAW_COLUMNS = ["x_acc", "y_acc", "z_acc", "x_gyro", "y_gyro", "z_gyro", "timestamp", "label"]
 RATE_HZ = 50
@@ -556,13 +559,17 @@ def build(data_dir: Path, out_dir: Path, accept_new: bool = False) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--archive", default=str(DEFAULT_ARCHIVE),
-                        help=f"sp_sw_har.tar.xz (default {DEFAULT_ARCHIVE})")
+    parser.add_argument("--archive", help="sp_sw_har.tar.xz (default: ../shared/data/real_small/sp_sw_har.tar.xz "
+                                          "beside the checkout, where it exists)")
     parser.add_argument("--out", default=str(ROOT / "mmdg/resources/sensors"), help="output folder")
     parser.add_argument("--accept-new-checksum", action="store_true",
                         help="write even if the arrays differ from EXPECTED_ARRAYS_SHA256")
     args = parser.parse_args(argv)
-    archive, began = Path(args.archive), time.perf_counter()
+    began = time.perf_counter()
+    if args.archive is None and not DEFAULT_ARCHIVE.is_file():
+        raise SystemExit(f"no --archive given and {DEFAULT_ARCHIVE} (../shared/data/real_small/ beside the "
+                         f"checkout) does not exist; pass --archive PATH/TO/sp_sw_har.tar.xz (PROVENANCE.md)")
+    archive = Path(args.archive) if args.archive is not None else DEFAULT_ARCHIVE
     if not archive.is_file():
         raise SystemExit(f"--archive: {archive} is not a file; expected sp_sw_har.tar.xz (PROVENANCE.md)")
     with tempfile.TemporaryDirectory() as tmp:

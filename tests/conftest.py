@@ -49,3 +49,26 @@ def load_script(relative: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+GOLDEN_RECORDS = Path(__file__).resolve().parent / "golden" / "records"
+_RECORDS_KEY = pytest.StashKey[set]()
+
+
+def _golden_records():
+    return set(GOLDEN_RECORDS.rglob("*.json")) if GOLDEN_RECORDS.is_dir() else set()
+
+
+def pytest_sessionstart(session):
+    session.config.stash[_RECORDS_KEY] = _golden_records()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A golden that trains under nbval lacks a committed record: its numbers would be this CPU's own."""
+    new = sorted(_golden_records() - session.config.stash.get(_RECORDS_KEY, set()))
+    if new:
+        session.config.get_terminal_writer().line(
+            f"error: the goldens trained {len(new)} run(s) that tests/golden/records/ lacks (e.g. "
+            f"{new[0].relative_to(GOLDEN_RECORDS)}): regenerate with `make goldens`", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+

@@ -1,6 +1,7 @@
 """The packaged ``phone_watch`` benchmark: files, domains, splits, normaliser, errors, rebuild."""
 import hashlib
 import json
+import os
 import shutil
 import tomllib
 from pathlib import Path
@@ -18,7 +19,8 @@ from conftest import load_script
 ROOT = Path(__file__).resolve().parents[1]
 RES = ROOT / "mmdg" / "resources" / "sensors"
 NPZ, META = RES / "phone_watch.npz", RES / "phone_watch.json"
-ARCHIVE = Path("/work/shared/data/real_small/sp_sw_har.tar.xz")
+# the raw archive: $SP_SW_HAR_ARCHIVE, else ../shared/data/real_small/ beside the checkout (the builder's default)
+ARCHIVE = Path(os.environ.get("SP_SW_HAR_ARCHIVE") or ROOT.parent / "shared/data/real_small/sp_sw_har.tar.xz")
 CLASSES = ["SEATED", "STANDING_UP", "WALKING", "TURNING", "SITTING_DOWN"]
 DOCUMENTED = {"young": 9, "middle": 8, "older": 6}  # subjects per age domain (module docstring, README)
 
@@ -285,7 +287,17 @@ def test_builder_rejects_other_raw_data(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.skipif(not ARCHIVE.is_file(), reason=f"raw archive {ARCHIVE} absent")
+def test_builder_default_archive_is_beside_the_checkout(tmp_path, monkeypatch):
+    b = load_builder()
+    assert b.DEFAULT_ARCHIVE == ROOT.parent / "shared" / "data" / "real_small" / "sp_sw_har.tar.xz"
+    monkeypatch.setattr(b, "DEFAULT_ARCHIVE", tmp_path / "absent" / "sp_sw_har.tar.xz")
+    with pytest.raises(SystemExit, match=r"no --archive given and .*absent.* does not exist; pass --archive"):
+        b.main(["--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(not ARCHIVE.is_file(), reason=f"raw archive {ARCHIVE} absent (set SP_SW_HAR_ARCHIVE "
+                                                      "or put it in ../shared/data/real_small/ beside the checkout)")
 def test_rebuild_reproduces_the_packaged_arrays(tmp_path, meta):
     """Rebuilds from the raw archive (about 5-10 s) and compares with the packaged files."""
     load_builder().main(["--archive", str(ARCHIVE), "--out", str(tmp_path)])
