@@ -2,8 +2,8 @@
 
 Each method is a small function from hyperparameters to ``(objectives, strategy)`` specs.
 :data:`HPARAMS` declares every hyperparameter once (default, valid range, search distribution, doc
-line); :data:`METHODS` and :data:`PLUGINS` name the declarations each method uses, so every
-hyperparameter of every method lives in this file.  :func:`hparam_space` and
+line; a part's own hyperparameters are declared beside the part and listed here by reference);
+:data:`METHODS` and :data:`PLUGINS` name the declarations each method uses.  :func:`hparam_space` and
 :func:`sample_hparams` serve a hyperparameter search.
 GMP plugs into a method by swapping its strategy (``strategy=gmp``);
 MER-DG by adding the ``mer`` objective (``+mer``).  ``base+gmp+mer`` style names
@@ -22,9 +22,16 @@ from .data.samplers import SAMPLERS
 from .hparams import HParam, LogUniform, Uniform, trial_rng
 from .models.model import ModelOutput, MultimodalModel
 from .objectives import Context, Objective, Term, build_objective
+from .objectives.core import DISC_HIDDEN, LAMBDA_D
 from .optim import OPTIMIZERS
 from .registry import Registry
 from .strategies import Strategy, build_strategy
+from .strategies.agm import AGM_ALPHA
+from .strategies.balgrad import BALGRAD_WEIGHTING
+from .strategies.cggm import CGGM_CLIP, CGGM_LAMBDA, CGGM_RHO
+from .strategies.mmpareto import MMPARETO_GAMMA
+from .strategies.ogm_ge import MODULATION_ENDS, MODULATION_STARTS, OGM_ALPHA, OGM_CONV_ONLY, OGM_GE, OGM_LITERAL
+from .strategies.pcgrad import PCGRAD_REDUCTION
 
 Spec = tuple[str, dict]
 Build = Callable[[dict], tuple[list[Spec], Spec]]
@@ -32,7 +39,9 @@ Apply = Callable[[dict, list[Spec], Spec], tuple[list[Spec], Spec]]
 
 
 def _decl(*rows) -> dict[str, HParam]:
-    return {h.name: h for h in (HParam(*row[:3], **(row[3] if len(row) > 3 else {})) for row in rows)}
+    """Declarations by name: an ``HParam`` declared by its part, or a row (name, default, doc[, options])."""
+    return {h.name: h for h in (row if isinstance(row, HParam) else HParam(*row[:3], **(row[3] if len(row) > 3 else {}))
+                                for row in rows)}
 
 
 _W = {"low": 0}                                       # a weight: a finite number >= 0
@@ -41,13 +50,13 @@ _WIDTH = {"low": 1}                                   # a layer width or count: 
 _FRACTION = {"low": 0, "high": 1, "below": True}      # in [0, 1)
 
 #: Every hyperparameter, declared once: name, default, doc, then its valid range and search
-#: distribution.  Methods list the names they use (:func:`method`); where a method's default differs
+#: distribution.  A part's own hyperparameters (e.g. ``LAMBDA_D``) are declared beside the part, whose
+#: constructor defaults are theirs, and listed here by reference.  Methods list the names they use (:func:`method`); where a method's default differs
 #: it says so there.  Weights search log-uniformly over two decades around the default; widths,
 #: switches and schedule lengths are not searched.
 HPARAMS: dict[str, HParam] = _decl(
     # GMP's base (GMP.md §2) and the domain term the baselines can add
-    ("lambda_d", 0.3, "weight of the domain-adversarial loss (0: none)", {**_W, "search": LogUniform(0.03, 3.0)}),
-    ("disc_hidden", 0, "hidden width of the domain discriminator (0: linear)", {"low": 0}),
+    LAMBDA_D, DISC_HIDDEN,
     # MER-DG (MER-DG.md §3)
     ("lambda_mer", 3.0, "weight of the MER loss", {**_W, "search": LogUniform(0.3, 30.0)}),
     ("mer_alpha_marg", 1.0, "weight of MER's variance hinge", {**_W, "search": LogUniform(0.1, 10.0)}),
@@ -88,17 +97,10 @@ HPARAMS: dict[str, HParam] = _decl(
     # RNA-Net (no released code: lambda_rna = 1.0 is a stated choice)
     ("lambda_rna", 1.0, "weight of the relative norm alignment", {**_W, "search": LogUniform(0.1, 10.0)}),
     # OGM-GE, PCGrad, MMPareto, AGM, Gradient-Blending
-    ("ogm_alpha", 0.1, "OGM-GE modulation strength", {**_W, "search": LogUniform(0.01, 1.0)}),
-    ("ogm_ge", True, "OGM-GE: add the Gaussian noise (GE)"),
-    ("ogm_conv_only", False, "OGM-GE: modulate only weights of rank >= 4 (the release's conv layers)"),
-    ("modulation_starts", 0, "OGM-GE: first modulated epoch", {"low": 0}),
-    ("modulation_ends", 50, "OGM-GE: last modulated epoch", {"low": 0}),
-    ("ogm_literal", False, "OGM-GE: the released code's literal ratio"),
+    OGM_ALPHA, OGM_GE, OGM_CONV_ONLY, MODULATION_STARTS, MODULATION_ENDS, OGM_LITERAL,
     ("uni_weight", 1.0, "weight of the unimodal CE terms (PCGrad, MMPareto)",
      {**_POS, "search": LogUniform(0.1, 10.0)}),
-    ("pcgrad_reduction", "sum", "PCGrad: how the projected task gradients combine"),
-    ("mmpareto_gamma", 1.5, "MMPareto: gradient scale on conflict", {**_W, "search": Uniform(1.0, 2.0)}),
-    ("agm_alpha", 1.0, "AGM modulation strength", {**_W, "search": LogUniform(0.1, 10.0)}),
+    PCGRAD_REDUCTION, MMPARETO_GAMMA, AGM_ALPHA,
     ("gb_heads", "aux", "Gradient-Blending's unimodal heads: auxiliary heads or logit shares",
      {"choices": ("aux", "shares")}),
     # CMRF (the released runs)
@@ -121,9 +123,7 @@ HPARAMS: dict[str, HParam] = _decl(
     ("jigsaw_hidden", 512, "MOOSA: jigsaw classifier width", _WIDTH),
     ("mask_ratio", 0.3, "MOOSA: masked-translation mask ratio", {**_FRACTION, "search": Uniform(0.1, 0.5)}),
     # CGGM, DRB, BALGRAD (issue 18)
-    ("cggm_rho", 1.3, "CGGM: modulation strength rho", {**_W, "search": Uniform(1.0, 2.0)}),
-    ("cggm_lambda", 0.05, "CGGM: weight of the direction term L_gm", {**_W, "search": LogUniform(0.005, 0.5)}),
-    ("cggm_clip", 0.8, "CGGM: gradient-norm clip", {**_W, "search": Uniform(0.5, 1.0)}),
+    CGGM_RHO, CGGM_LAMBDA, CGGM_CLIP,
     ("cggm_heads_weight", 1.0, "CGGM: weight of the per-modality classifiers' CE",
      {**_W, "search": LogUniform(0.1, 10.0)}),
     ("drb_lambda", 3.0, "DRB: re-initialisation strength", {**_W, "search": LogUniform(0.3, 30.0)}),
@@ -131,7 +131,7 @@ HPARAMS: dict[str, HParam] = _decl(
     ("drb_times", 3, "DRB: most re-initialisations", _WIDTH),
     ("balgrad_uni_weight", 1.0, "BALGRAD: unimodal CE weight", {**_W, "search": LogUniform(0.1, 10.0)}),
     ("balgrad_kl_weight", 1.0, "BALGRAD: symmetric KL weight", {**_W, "search": LogUniform(0.1, 10.0)}),
-    ("balgrad_weighting", "loss", "BALGRAD: how the KL encoder gradients are reweighted"),
+    BALGRAD_WEIGHTING,
     # trainer options of MER-DG as released (TRAIN_OPTIONS)
     ("optimizer", "adam", "the trainer's optimizer", {"choices": OPTIMIZERS}),
     ("lars_eta", 0.001, "LARS trust coefficient", {**_POS, "search": LogUniform(1e-4, 1e-2)}),

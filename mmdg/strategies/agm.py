@@ -12,10 +12,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..hparams import HParam, LogUniform
 from ..models.fusion import ConcatFusion, SumFusion
 from ..registry import check_number
 from ._grads import add_grads, class_confidence, grads_of, per_modality, split_params, total_loss, write_grads
 from .base import STRATEGIES, Strategy
+
+# Hyperparameters of this part, declared once (the method registry, mmdg.methods, lists them).
+AGM_ALPHA = HParam("agm_alpha", 1.0, "AGM modulation strength", LogUniform(0.1, 10.0), low=0)
 
 _PROB_FLOOR = 1e-8  # the reference clamps probabilities at 1e-8 before the log
 _CAP = 10.0         # min(opt - ratio, 10) in the exponent
@@ -71,7 +75,7 @@ class AGM(Strategy, nn.Module):
 
     name = "agm"
 
-    def __init__(self, alpha: float = 1.0):
+    def __init__(self, alpha: float = AGM_ALPHA.default):
         nn.Module.__init__(self)
         self.alpha = check_number("AGM", "alpha", alpha)
         self.mean_scores: torch.Tensor | None = None

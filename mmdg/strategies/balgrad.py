@@ -25,6 +25,10 @@ import torch
 
 from ._grads import add_grads, flat_grads, grads_of, split_params, total_loss, write_grads
 from .base import STRATEGIES, Strategy
+from ..hparams import HParam
+
+# Hyperparameters of this part, declared once (the method registry, mmdg.methods, lists them).
+BALGRAD_WEIGHTING = HParam("balgrad_weighting", "loss", "BALGRAD: how the KL encoder gradients are reweighted")
 
 WEIGHTINGS = ("loss", "none")
 
@@ -47,7 +51,7 @@ def project_task(g_t: torch.Tensor, g_kl: torch.Tensor) -> tuple[torch.Tensor, t
 class BalGrad(Strategy):
     name = "balgrad"
 
-    def __init__(self, uni_term: str = "unimodal_heads", kl_term: str = "modality_kl", weighting: str = "loss"):
+    def __init__(self, uni_term: str = "unimodal_heads", kl_term: str = "modality_kl", weighting: str = BALGRAD_WEIGHTING.default):
         if weighting not in WEIGHTINGS:
             raise ValueError(f"BALGRAD: hyperparameter 'balgrad_weighting' must be one of {list(WEIGHTINGS)}, "
                              f"got {weighting!r}")

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import torch
 
+from ..hparams import HParam, Uniform
 from ..registry import check_number
 from ._grads import add_grads, flat_grads, grads_of, per_modality, split_params, total_loss, write_grads
 from .base import STRATEGIES, Strategy
+
+# Hyperparameters of this part, declared once (the method registry, mmdg.methods, lists them).
+MMPARETO_GAMMA = HParam("mmpareto_gamma", 1.5, "MMPareto: gradient scale on conflict", Uniform(1.0, 2.0), low=0)
 
 
 def min_norm_weight(v1v1: torch.Tensor, v1v2: torch.Tensor, v2v2: torch.Tensor) -> torch.Tensor:
@@ -71,7 +75,7 @@ class MMPareto(Strategy):
 
     name = "mmpareto"
 
-    def __init__(self, gamma: float = 1.5, uni_terms: tuple[str, ...] | list[str] = ("unimodal_heads",)):
+    def __init__(self, gamma: float = MMPARETO_GAMMA.default, uni_terms: tuple[str, ...] | list[str] = ("unimodal_heads",)):
         self.gamma = check_number("MMPareto", "gamma", gamma, strict=True)
         if isinstance(uni_terms, str) or not uni_terms or not all(isinstance(n, str) for n in uni_terms):
             raise ValueError(f"MMPareto uni_terms must be a non-empty list of term names, got {uni_terms!r}")

@@ -10,6 +10,10 @@ import torch
 
 from ._grads import add_grads, flat_grads, grads_of, write_grads
 from .base import STRATEGIES, Strategy
+from ..hparams import HParam
+
+# Hyperparameters of this part, declared once (the method registry, mmdg.methods, lists them).
+PCGRAD_REDUCTION = HParam("pcgrad_reduction", "sum", "PCGrad: how the projected task gradients combine")
 
 REDUCTIONS = ("sum", "mean")
 
@@ -60,7 +64,7 @@ class PCGrad(Strategy):
 
     name = "pcgrad"
 
-    def __init__(self, reduction: str = "sum"):
+    def __init__(self, reduction: str = PCGRAD_REDUCTION.default):
         if reduction not in REDUCTIONS:
             raise ValueError(f"PCGrad reduction must be one of {list(REDUCTIONS)}, got {reduction!r}")
         self.reduction = reduction
