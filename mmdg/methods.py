@@ -23,12 +23,28 @@ from .hparams import HParam, LogUniform, Uniform, trial_rng
 from .models.model import ModelOutput, MultimodalModel
 from .objectives import Context, Objective, Term, build_objective
 from .objectives.core import DISC_HIDDEN, LAMBDA_D
+from .objectives.cmrf import (
+    CMRF_ALPHA_CON, CMRF_BASE_TEMP, CMRF_DIM, CMRF_DISTILL, CMRF_DOWN_WEIGHT, CMRF_MIX_ALPHA, CMRF_SMA_START,
+    CMRF_TEMP, CMRF_UNI)
+from .objectives.drb import DRB_EVERY, DRB_LAMBDA, DRB_TIMES
+from .objectives.grad_blending import GB_HEADS
+from .objectives.mer import LAMBDA_MER, MER_ALPHA_MARG, MER_ALPHA_SPEC, MER_DIM, MER_HIDDEN, MER_ON
+from .objectives.moosa import (
+    ENT_MIN, ENT_TEMP, JIGSAW_HIDDEN, JIGSAW_PERMS, JIGSAW_SPLITS, JIGSAW_WEIGHT, MASK_RATIO)
+from .objectives.peers import RELEASED_DOM_WEIGHT, RELEASED_GRL, RELEASED_PROJ_DIM
+from .objectives.rna import LAMBDA_RNA
+from .objectives.simmmdg import (
+    ALPHA_CON, ALPHA_TRANS, BETA_DIST, CON_BASE_TEMP, CON_DIM, CON_HIDDEN, CON_NORM, CON_TEMP, TRANS_DROPOUT,
+    TRANS_HIDDEN)
+from .objectives.unimodal_heads import UNIMODAL_WEIGHT
 from .optim import OPTIMIZERS
 from .registry import Registry
 from .strategies import Strategy, build_strategy
 from .strategies.agm import AGM_ALPHA
 from .strategies.balgrad import BALGRAD_WEIGHTING
 from .strategies.cggm import CGGM_CLIP, CGGM_LAMBDA, CGGM_RHO
+from .strategies.gmp import (
+    ALPHA_K, ALPHA_P, GMP_ENGINE, GMP_LOG_EVERY, GMP_MODULATE, GMP_OGM_FORM, GMP_PROJECT, GMP_VARIANT)
 from .strategies.mmpareto import MMPARETO_GAMMA
 from .strategies.ogm_ge import MODULATION_ENDS, MODULATION_STARTS, OGM_ALPHA, OGM_CONV_ONLY, OGM_GE, OGM_LITERAL
 from .strategies.pcgrad import PCGRAD_REDUCTION
@@ -58,77 +74,34 @@ HPARAMS: dict[str, HParam] = _decl(
     # GMP's base (GMP.md §2) and the domain term the baselines can add
     LAMBDA_D, DISC_HIDDEN,
     # MER-DG (MER-DG.md §3)
-    ("lambda_mer", 3.0, "weight of the MER loss", {**_W, "search": LogUniform(0.3, 30.0)}),
-    ("mer_alpha_marg", 1.0, "weight of MER's variance hinge", {**_W, "search": LogUniform(0.1, 10.0)}),
-    ("mer_alpha_spec", 1.0, "weight of MER's spectral log-det", {**_W, "search": LogUniform(0.1, 10.0)}),
-    ("mer_dim", 128, "output width of the MER projectors", _WIDTH),
-    ("mer_hidden", 2048, "hidden width of the MER projectors (the paper's 2048; smaller suits a CPU)", _WIDTH),
-    ("mer_on", "projector", "MER on the projector outputs or on the encoder features",
-     {"choices": ("projector", "features")}),
+    LAMBDA_MER, MER_ALPHA_MARG, MER_ALPHA_SPEC, MER_DIM, MER_HIDDEN, MER_ON,
     # GMP (GMP.md §2): IGDM and CAGP
-    ("alpha_k", 0.5, "IGDM: scale of the classification-gradient suppression", {**_W, "search": Uniform(0.1, 1.0)}),
-    ("alpha_p", 0.5, "IGDM: scale of the domain-gradient suppression", {**_W, "search": Uniform(0.1, 1.0)}),
-    ("gmp_modulate", "decoupled", "GMP modulation form (see mmdg.strategies.gmp)"),
-    ("gmp_project", "adaptive", "GMP projection form (see mmdg.strategies.gmp)"),
+    ALPHA_K, ALPHA_P, GMP_MODULATE, GMP_PROJECT,
     ("gmp_ablation", "", "a Table 4 ablation from mmdg.strategies.ABLATIONS ('': none)"),
-    ("gmp_ogm_form", False, "use OGM-GE's 1 - tanh form for the coefficients"),
-    ("gmp_variant", "paper", "GMP as in the paper, with unimodal heads, or as released",
-     {"choices": ("paper", "unimodal_heads", "released")}),
-    ("unimodal_weight", 3.0, "weight of the unimodal heads' CE (unimodal_heads and released variants)",
-     {**_W, "search": LogUniform(0.3, 10.0)}),
-    ("gmp_engine", "fast", "GMP's gradient engine (see mmdg.strategies.gmp)"),
-    ("gmp_log_every", 0, "log GMP's coefficients every n steps (0: never)", {"low": 0}),
-    ("released_dom_weight", 0.5, "released GMP: weight of the per-modality domain CE",
-     {**_W, "search": LogUniform(0.05, 5.0)}),
-    ("released_grl", 0.3, "released GMP: gradient-reversal coefficient", {**_W, "search": LogUniform(0.03, 3.0)}),
-    ("released_proj_dim", 512, "released GMP: width of the domain projections", _WIDTH),
+    GMP_OGM_FORM, GMP_VARIANT, UNIMODAL_WEIGHT, GMP_ENGINE, GMP_LOG_EVERY, RELEASED_DOM_WEIGHT, RELEASED_GRL,
+    RELEASED_PROJ_DIM,
     ("released_train_disc", False, "released GMP: train the domain discriminator (the release does not)"),
     # SimMMDG (SIMMMDG_PIPELINE_AND_PEERS.md §1.5/§1.6, the released script's values)
-    ("alpha_con", 3.0, "weight of SupCon on the projected shared halves", {**_W, "search": LogUniform(0.3, 30.0)}),
-    ("con_temp", 0.1, "SupCon temperature", {**_POS, "search": LogUniform(0.03, 0.5)}),
-    ("con_base_temp", 0.07, "SupCon base temperature (0: equal to con_temp)", _W),
-    ("con_dim", 128, "output width of the contrastive projectors", _WIDTH),
-    ("con_hidden", 2048, "hidden width of the contrastive projectors (the paper's 2048)", _WIDTH),
-    ("con_norm", "batch", "normalisation in the projectors", {"choices": ("batch", "layer", "none")}),
-    ("beta_dist", 0.7, "weight of the shared/specific distance", {**_W, "search": LogUniform(0.07, 7.0)}),
-    ("alpha_trans", 0.1, "weight of the cross-modal translation", {**_W, "search": LogUniform(0.01, 1.0)}),
-    ("trans_hidden", 2048, "hidden width of the translators (the paper's 2048)", _WIDTH),
-    ("trans_dropout", 0.5, "dropout in the translators", {**_FRACTION, "search": Uniform(0.0, 0.7)}),
+    ALPHA_CON, CON_TEMP, CON_BASE_TEMP, CON_DIM, CON_HIDDEN, CON_NORM, BETA_DIST, ALPHA_TRANS, TRANS_HIDDEN,
+    TRANS_DROPOUT,
     # RNA-Net (no released code: lambda_rna = 1.0 is a stated choice)
-    ("lambda_rna", 1.0, "weight of the relative norm alignment", {**_W, "search": LogUniform(0.1, 10.0)}),
+    LAMBDA_RNA,
     # OGM-GE, PCGrad, MMPareto, AGM, Gradient-Blending
     OGM_ALPHA, OGM_GE, OGM_CONV_ONLY, MODULATION_STARTS, MODULATION_ENDS, OGM_LITERAL,
     ("uni_weight", 1.0, "weight of the unimodal CE terms (PCGrad, MMPareto)",
      {**_POS, "search": LogUniform(0.1, 10.0)}),
-    PCGRAD_REDUCTION, MMPARETO_GAMMA, AGM_ALPHA,
-    ("gb_heads", "aux", "Gradient-Blending's unimodal heads: auxiliary heads or logit shares",
-     {"choices": ("aux", "shares")}),
+    PCGRAD_REDUCTION, MMPARETO_GAMMA, AGM_ALPHA, GB_HEADS,
     # CMRF (the released runs)
-    ("cmrf_alpha_con", 3.0, "CMRF: SupCon weight", {**_W, "search": LogUniform(0.3, 30.0)}),
-    ("cmrf_distill", 3.0, "CMRF: distillation weight", {**_W, "search": LogUniform(0.3, 30.0)}),
-    ("cmrf_uni", 2.0, "CMRF: unimodal CE weight", {**_W, "search": LogUniform(0.2, 20.0)}),
-    ("cmrf_temp", 0.1, "CMRF: SupCon temperature", {**_POS, "search": LogUniform(0.03, 0.5)}),
-    ("cmrf_base_temp", 0.07, "CMRF: SupCon base temperature (0: equal to cmrf_temp)", _W),
-    ("cmrf_mix_alpha", 0.1, "CMRF: Beta(a, a) mixing parameter", {**_POS, "search": LogUniform(0.05, 1.0)}),
-    ("cmrf_sma_start", 400, "CMRF: step at which the SMA teacher starts averaging", {"low": 0}),
-    ("cmrf_dim", 128, "CMRF: projection width", _WIDTH),
+    CMRF_ALPHA_CON, CMRF_DISTILL, CMRF_UNI, CMRF_TEMP, CMRF_BASE_TEMP, CMRF_MIX_ALPHA, CMRF_SMA_START, CMRF_DIM,
     ("cmrf_down", "audio", "CMRF: comma-separated modalities whose CE and distillation are down-weighted"),
-    ("cmrf_down_weight", 0.5, "CMRF: the down-weighting factor", {**_W, "search": Uniform(0.25, 1.0)}),
+    CMRF_DOWN_WEIGHT,
     # MOOSA (its argparse)
-    ("ent_temp", 1.0, "MOOSA: entropy-weighting temperature", {**_POS, "search": LogUniform(0.3, 3.0)}),
-    ("ent_min", 0.001, "MOOSA: entropy-minimisation weight", {**_W, "search": LogUniform(1e-4, 1e-2)}),
-    ("jigsaw_weight", 1.0, "MOOSA: jigsaw weight", {**_W, "search": LogUniform(0.1, 10.0)}),
-    ("jigsaw_splits", 4, "MOOSA: jigsaw chunks per modality", _WIDTH),
-    ("jigsaw_perms", 128, "MOOSA: jigsaw permutations", _WIDTH),
-    ("jigsaw_hidden", 512, "MOOSA: jigsaw classifier width", _WIDTH),
-    ("mask_ratio", 0.3, "MOOSA: masked-translation mask ratio", {**_FRACTION, "search": Uniform(0.1, 0.5)}),
+    ENT_TEMP, ENT_MIN, JIGSAW_WEIGHT, JIGSAW_SPLITS, JIGSAW_PERMS, JIGSAW_HIDDEN, MASK_RATIO,
     # CGGM, DRB, BALGRAD (issue 18)
     CGGM_RHO, CGGM_LAMBDA, CGGM_CLIP,
     ("cggm_heads_weight", 1.0, "CGGM: weight of the per-modality classifiers' CE",
      {**_W, "search": LogUniform(0.1, 10.0)}),
-    ("drb_lambda", 3.0, "DRB: re-initialisation strength", {**_W, "search": LogUniform(0.3, 30.0)}),
-    ("drb_every", 20, "DRB: epochs between re-initialisations", _WIDTH),
-    ("drb_times", 3, "DRB: most re-initialisations", _WIDTH),
+    DRB_LAMBDA, DRB_EVERY, DRB_TIMES,
     ("balgrad_uni_weight", 1.0, "BALGRAD: unimodal CE weight", {**_W, "search": LogUniform(0.1, 10.0)}),
     ("balgrad_kl_weight", 1.0, "BALGRAD: symmetric KL weight", {**_W, "search": LogUniform(0.1, 10.0)}),
     BALGRAD_WEIGHTING,
@@ -498,8 +471,8 @@ RECIPES = {
     "mer_released": {"epochs": 20, "batch_size": 16, "lr": 1e-4, "head_hidden": 512, "head_dropout": 0.5},
 }
 
-_RELEASED_IGNORES = {"gmp_modulate": "decoupled", "gmp_project": "adaptive", "gmp_ablation": "",
-                     "gmp_ogm_form": False, "gmp_engine": "fast"}
+_RELEASED_IGNORES = {k: HPARAMS[k].default for k in ("gmp_modulate", "gmp_project", "gmp_ablation", "gmp_ogm_form",
+                                                    "gmp_engine")}
 
 
 def _gmp_released_plugin(hp, objectives, strategy):

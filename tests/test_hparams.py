@@ -122,3 +122,34 @@ def test_committed_records_keep_their_run_ids():
         defaults = sample_hparams(cfg.method, 0)
         assert non_default(cfg.method, cfg.hparams) == {k: v for k, v in cfg.hparams.items() if defaults[k] != v}
     assert non_default("erm+mer", {"mer_hidden": 256, "mer_dim": 128}) == {"mer_hidden": 256}
+
+
+def _constructor_defaults(registry, part: str) -> dict:
+    import inspect
+    cls = registry.get(part)
+    return {k: p.default for k, p in inspect.signature(getattr(cls, "cls", cls).__init__).parameters.items()}
+
+
+def test_parts_take_their_defaults_from_the_registry_declarations():
+    """At a method's defaults, every keyword it hands to an objective or strategy is that part's own
+    constructor default (declared once, beside the part), except where the method sets it from a
+    hyperparameter of another meaning (listed here)."""
+    from mmdg.objectives import OBJECTIVES
+    from mmdg.objectives.core import DISC_HIDDEN, LAMBDA_D
+    from mmdg.strategies import STRATEGIES
+    # MMPareto's and BALGRAD's unimodal heads weigh 1 by default, GMP's 3 (unimodal_weight, the part's own)
+    other_meaning = {("unimodal_heads", "weight"): ("uni_weight", "balgrad_uni_weight")}
+    assert HPARAMS["disc_hidden"] is DISC_HIDDEN and HPARAMS["lambda_d"] is LAMBDA_D
+    checked = 0
+    for name in ALL:
+        objectives, strategy, hp = resolve(name)
+        for registry, (part, kw) in [(OBJECTIVES, o) for o in objectives] + [(STRATEGIES, strategy)]:
+            defaults = _constructor_defaults(registry, part)
+            for k, v in kw.items():
+                given = tuple(v) if isinstance(v, list) else v
+                if (part, k) in other_meaning and given != defaults[k]:
+                    assert any(hp.get(h) == v for h in other_meaning[part, k]), (name, part, k, v)
+                    continue
+                assert given == defaults[k], f"{name}: {part}({k}=...) gets {v!r}, its default is {defaults[k]!r}"
+                checked += 1
+    assert checked > 100

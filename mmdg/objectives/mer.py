@@ -32,9 +32,20 @@ from torch import nn
 
 from ..data.base import Batch
 from ..feature_stats import EPS, check_eps, feature_batch, mer_parts
+from ..hparams import HParam, LogUniform
 from ..models.heads import projector
 from ..models.model import ModelOutput
 from .base import Context, OBJECTIVES, Objective, Term
+
+# Hyperparameters of this part, declared once (the method registry, mmdg.methods, lists them).
+LAMBDA_MER = HParam("lambda_mer", 3.0, "weight of the MER loss", LogUniform(0.3, 30.0), low=0)
+MER_ALPHA_MARG = HParam("mer_alpha_marg", 1.0, "weight of MER's variance hinge", LogUniform(0.1, 10.0), low=0)
+MER_ALPHA_SPEC = HParam("mer_alpha_spec", 1.0, "weight of MER's spectral log-det", LogUniform(0.1, 10.0), low=0)
+MER_DIM = HParam("mer_dim", 128, "output width of the MER projectors", low=1)
+MER_HIDDEN = HParam("mer_hidden", 2048, "hidden width of the MER projectors (the paper's 2048; smaller suits a CPU)",
+                    low=1)
+MER_ON = HParam("mer_on", "projector", "MER on the projector outputs or on the encoder features",
+                choices=("projector", "features"))
 
 @OBJECTIVES.register("mer")
 class MER(Objective):
@@ -67,8 +78,9 @@ class MER(Objective):
 
     kind = "other"
 
-    def __init__(self, ctx: Context, weight: float = 3.0, alpha_marg: float = 1.0, alpha_spec: float = 1.0,
-                 dim: int = 128, hidden: int = 2048, on: str = "projector", norm: str = "layer",
+    def __init__(self, ctx: Context, weight: float = LAMBDA_MER.default, alpha_marg: float = MER_ALPHA_MARG.default,
+                 alpha_spec: float = MER_ALPHA_SPEC.default, dim: int = MER_DIM.default,
+                 hidden: int = MER_HIDDEN.default, on: str = MER_ON.default, norm: str = "layer",
                  normalize: bool = False, eps: float = EPS):
         super().__init__("mer", weight)
         if on not in ("projector", "features"):

@@ -8,9 +8,13 @@ from __future__ import annotations
 import torch
 
 from ..data.base import Batch
+from ..hparams import HParam, LogUniform
 from ..models.model import ModelOutput
 from ..registry import check_number
 from .base import OBJECTIVES, Context, Objective, Term, full_precision, no_autocast
+
+# Hyperparameters of this part, declared once (the method registry, mmdg.methods, lists them).
+LAMBDA_RNA = HParam("lambda_rna", 1.0, "weight of the relative norm alignment", LogUniform(0.1, 10.0), low=0)
 
 __all__ = ["rna_loss", "RelativeNormAlignment"]
 
@@ -41,7 +45,7 @@ class RelativeNormAlignment(Objective):
 
     kind = "other"
 
-    def __init__(self, ctx: Context, weight: float = 1.0):
+    def __init__(self, ctx: Context, weight: float = LAMBDA_RNA.default):
         super().__init__("rna", check_number("rna", "weight", weight))
         if len(ctx.modalities) < 2:
             raise ValueError(f"rna: needs at least 2 modalities, got {ctx.modalities}")

@@ -25,10 +25,24 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.base import Batch
+from ..hparams import HParam, LogUniform, Uniform
 from ..models.heads import projector
 from ..models.model import ModelOutput
 from ..registry import check_int, check_number
 from .base import Context, OBJECTIVES, Objective, Term, full_precision, no_autocast
+
+# Hyperparameters of this part, declared once (the method registry, mmdg.methods, lists them).
+ALPHA_CON = HParam("alpha_con", 3.0, "weight of SupCon on the projected shared halves", LogUniform(0.3, 30.0), low=0)
+CON_TEMP = HParam("con_temp", 0.1, "SupCon temperature", LogUniform(0.03, 0.5), low=0, strict=True)
+CON_BASE_TEMP = HParam("con_base_temp", 0.07, "SupCon base temperature (0: equal to con_temp)", low=0)
+CON_DIM = HParam("con_dim", 128, "output width of the contrastive projectors", low=1)
+CON_HIDDEN = HParam("con_hidden", 2048, "hidden width of the contrastive projectors (the paper's 2048)", low=1)
+CON_NORM = HParam("con_norm", "batch", "normalisation in the projectors", choices=("batch", "layer", "none"))
+BETA_DIST = HParam("beta_dist", 0.7, "weight of the shared/specific distance", LogUniform(0.07, 7.0), low=0)
+ALPHA_TRANS = HParam("alpha_trans", 0.1, "weight of the cross-modal translation", LogUniform(0.01, 1.0), low=0)
+TRANS_HIDDEN = HParam("trans_hidden", 2048, "hidden width of the translators (the paper's 2048)", low=1)
+TRANS_DROPOUT = HParam("trans_dropout", 0.5, "dropout in the translators", Uniform(0.0, 0.7), low=0, high=1,
+                       below=True)
 
 __all__ = ["supcon_loss", "shared_specific_distance", "translation_loss", "split_halves",
            "SupConShared", "SharedSpecificDistance", "CrossModalTranslation"]
@@ -156,8 +170,9 @@ class SupConShared(Objective):
 
     kind = "other"
 
-    def __init__(self, ctx: Context, weight: float = 3.0, temperature: float = 0.1,
-                 base_temperature: float | None = 0.07, dim: int = 128, hidden: int = 2048, norm: str = "batch"):
+    def __init__(self, ctx: Context, weight: float = ALPHA_CON.default, temperature: float = CON_TEMP.default,
+                 base_temperature: float | None = CON_BASE_TEMP.default, dim: int = CON_DIM.default,
+                 hidden: int = CON_HIDDEN.default, norm: str = CON_NORM.default):
         super().__init__("supcon_shared", check_number("supcon_shared", "weight", weight))
         _even_dims("supcon_shared", ctx)
         self.temperature = check_number("supcon_shared", "temperature", temperature, strict=True)
@@ -187,7 +202,7 @@ class SharedSpecificDistance(Objective):
 
     kind = "other"
 
-    def __init__(self, ctx: Context, weight: float = 0.7):
+    def __init__(self, ctx: Context, weight: float = BETA_DIST.default):
         super().__init__("ss_distance", check_number("ss_distance", "weight", weight))
         _even_dims("ss_distance", ctx)
         self.modalities = list(ctx.modalities)
@@ -214,7 +229,8 @@ class CrossModalTranslation(Objective):
 
     kind = "other"
 
-    def __init__(self, ctx: Context, weight: float = 0.1, hidden: int = 2048, dropout: float = 0.5):
+    def __init__(self, ctx: Context, weight: float = ALPHA_TRANS.default, hidden: int = TRANS_HIDDEN.default,
+                 dropout: float = TRANS_DROPOUT.default):
         super().__init__("translation", check_number("translation", "weight", weight))
         if len(ctx.modalities) < 2:
             raise ValueError(f"translation: needs at least 2 modalities, got {ctx.modalities}")

@@ -65,12 +65,24 @@ import math
 import torch
 from torch import nn
 
+from ..hparams import HParam, Uniform
 from ..models.model import MultimodalModel
 from ..objectives.base import Term
 from ._grads import accumulate_grad, flat_grads, per_modality, split_params, total_loss
 from .base import STRATEGIES, Strategy
 from .ratios import discrepancy_ratios, suppression, task_strength
 from .ratios import detached_float as _f  # the short name gmp_combine's source (printed in chapter 4) uses
+
+# Hyperparameters of this part, declared once (the method registry, mmdg.methods, lists them).
+ALPHA_K = HParam("alpha_k", 0.5, "IGDM: scale of the classification-gradient suppression", Uniform(0.1, 1.0), low=0)
+ALPHA_P = HParam("alpha_p", 0.5, "IGDM: scale of the domain-gradient suppression", Uniform(0.1, 1.0), low=0)
+GMP_MODULATE = HParam("gmp_modulate", "decoupled", "GMP modulation form (see mmdg.strategies.gmp)")
+GMP_PROJECT = HParam("gmp_project", "adaptive", "GMP projection form (see mmdg.strategies.gmp)")
+GMP_OGM_FORM = HParam("gmp_ogm_form", False, "use OGM-GE's 1 - tanh form for the coefficients")
+GMP_VARIANT = HParam("gmp_variant", "paper", "GMP as in the paper, with unimodal heads, or as released",
+                     choices=("paper", "unimodal_heads", "released"))
+GMP_ENGINE = HParam("gmp_engine", "fast", "GMP's gradient engine (see mmdg.strategies.gmp)")
+GMP_LOG_EVERY = HParam("gmp_log_every", 0, "log GMP's coefficients every n steps (0: never)", low=0)
 
 MODULATE = ("decoupled", "unified", "k_only", "p_only", "none")
 PROJECT = ("adaptive", "cls", "dom", "pcgrad", "reverse", "none")
@@ -287,10 +299,11 @@ class GMP(Strategy):
 
     name = "gmp"
 
-    def __init__(self, alpha_k: float = 0.5, alpha_p: float = 0.5, modulate: str = "decoupled",
-                 project: str = "adaptive", ogm_form: bool = False, variant: str = "paper",
-                 cls_terms: tuple[str, ...] | list[str] | None = None, engine: str = "fast",
-                 log_every: int = 0, ablation: str | None = None):
+    def __init__(self, alpha_k: float = ALPHA_K.default, alpha_p: float = ALPHA_P.default,
+                 modulate: str = GMP_MODULATE.default, project: str = GMP_PROJECT.default,
+                 ogm_form: bool = GMP_OGM_FORM.default, variant: str = GMP_VARIANT.default,
+                 cls_terms: tuple[str, ...] | list[str] | None = None, engine: str = GMP_ENGINE.default,
+                 log_every: int = GMP_LOG_EVERY.default, ablation: str | None = None):
         if ablation:
             if (modulate, project) != ("decoupled", "adaptive"):
                 raise ValueError(f"GMP ablation={ablation!r} sets modulate and project; leave them at their "

@@ -20,7 +20,8 @@ from .ratios import discrepancy_ratios, suppression
 # Hyperparameters of this part, declared once (the method registry, mmdg.methods, lists them).
 OGM_ALPHA = HParam("ogm_alpha", 0.1, "OGM-GE modulation strength", LogUniform(0.01, 1.0), low=0)
 OGM_GE = HParam("ogm_ge", True, "OGM-GE: add the Gaussian noise (GE)")
-OGM_CONV_ONLY = HParam("ogm_conv_only", False, "OGM-GE: modulate only weights of rank >= 4 (the release's conv layers)")
+OGM_CONV_ONLY = HParam("ogm_conv_only", False,
+                       "OGM-GE: modulate only weights of rank >= 4 (the release's conv layers)")
 MODULATION_STARTS = HParam("modulation_starts", 0, "OGM-GE: first modulated epoch", low=0)
 MODULATION_ENDS = HParam("modulation_ends", 50, "OGM-GE: last modulated epoch", low=0)
 OGM_LITERAL = HParam("ogm_literal", False, "OGM-GE: the released code's literal ratio")
