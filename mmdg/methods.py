@@ -45,6 +45,7 @@ from .strategies.balgrad import BALGRAD_WEIGHTING
 from .strategies.cggm import CGGM_CLIP, CGGM_LAMBDA, CGGM_RHO
 from .strategies.gmp import (
     ALPHA_K, ALPHA_P, GMP_ENGINE, GMP_LOG_EVERY, GMP_MODULATE, GMP_OGM_FORM, GMP_PROJECT, GMP_VARIANT)
+from .strategies.gmp_released import RELEASED_TRAIN_DISC
 from .strategies.mmpareto import MMPARETO_GAMMA
 from .strategies.ogm_ge import MODULATION_ENDS, MODULATION_STARTS, OGM_ALPHA, OGM_CONV_ONLY, OGM_GE, OGM_LITERAL
 from .strategies.pcgrad import PCGRAD_REDUCTION
@@ -79,8 +80,7 @@ HPARAMS: dict[str, HParam] = _decl(
     ALPHA_K, ALPHA_P, GMP_MODULATE, GMP_PROJECT,
     ("gmp_ablation", "", "a Table 4 ablation from mmdg.strategies.ABLATIONS ('': none)"),
     GMP_OGM_FORM, GMP_VARIANT, UNIMODAL_WEIGHT, GMP_ENGINE, GMP_LOG_EVERY, RELEASED_DOM_WEIGHT, RELEASED_GRL,
-    RELEASED_PROJ_DIM,
-    ("released_train_disc", False, "released GMP: train the domain discriminator (the release does not)"),
+    RELEASED_PROJ_DIM, RELEASED_TRAIN_DISC,
     # SimMMDG (SIMMMDG_PIPELINE_AND_PEERS.md §1.5/§1.6, the released script's values)
     ALPHA_CON, CON_TEMP, CON_BASE_TEMP, CON_DIM, CON_HIDDEN, CON_NORM, BETA_DIST, ALPHA_TRANS, TRANS_HIDDEN,
     TRANS_DROPOUT,

@@ -37,10 +37,15 @@ from __future__ import annotations
 
 import torch
 
+from ..hparams import HParam
 from ._grads import flat_grads, grads_of, per_modality, total_loss, write_grads
 from .base import STRATEGIES, Strategy
-from .gmp import check_options
+from .gmp import ALPHA_K, GMP_LOG_EVERY, check_options
 from .ratios import discrepancy_ratios, suppression
+
+# Hyperparameters of this part, declared once (the method registry, mmdg.methods, lists them).
+RELEASED_TRAIN_DISC = HParam("released_train_disc", False,
+                             "released GMP: train the domain discriminator (the release does not)")
 
 _EPS = 1e-12
 
@@ -67,8 +72,9 @@ class GMPReleased(Strategy):
 
     name = "gmp_released"
 
-    def __init__(self, alpha_k: float = 0.5, alpha_p: float = 0.1, train_disc: bool = False,
-                 uni_term: str = "unimodal_heads", dom_term: str = "domain_adv_released", log_every: int = 0):
+    def __init__(self, alpha_k: float = ALPHA_K.default, alpha_p: float = 0.1,
+                 train_disc: bool = RELEASED_TRAIN_DISC.default, uni_term: str = "unimodal_heads",
+                 dom_term: str = "domain_adv_released", log_every: int = GMP_LOG_EVERY.default):
         check_options(alpha_k, alpha_p)
         if not isinstance(train_disc, bool):
             raise ValueError(f"GMP (released): hyperparameter 'released_train_disc' must be a bool, got {train_disc!r}")
