@@ -30,9 +30,11 @@ Steps, per execution:
 
 Outputs, in ``--out`` (default ``mmdg/resources/sensors``): ``phone_watch.npz`` (windows,
 float16, deterministic bytes), ``phone_watch.json`` (metadata, counts, checksums) and
-``README.md``.  The build checks the raw checksum, re-reads what it wrote, checks it against
-the recorded checksums and against ``EXPECTED_ARRAYS_SHA256`` (the checksum of the packaged
-build; ``--accept-new-checksum`` when a change to this script is intended).
+``README.md`` (``scripts/sensor_readme_template.md`` filled in; the numbers on domain shift
+come from ``scripts/sensor_shift_evidence.py``).  The build checks the raw checksum, re-reads
+what it wrote, checks it against the recorded checksums and against ``EXPECTED_ARRAYS_SHA256``
+(the checksum of the packaged build; ``--accept-new-checksum`` when a change to this script is
+intended).
 
   python scripts/build_sensor_data.py --archive /path/to/sp_sw_har.tar.xz [--out DIR]
 
@@ -60,9 +62,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(ROOT))
 
+if str(ROOT / "scripts") not in sys.path:  # the shift-evidence script beside this one
+    sys.path.insert(0, str(ROOT / "scripts"))
+
 from mmdg.data.sensors import (  # noqa: E402
     AGE_EDGES, CHANNELS, CLASSES, DATA_FILE, DOMAINS_BY, META_FILE, MODALITIES, REBUILD, SPLIT_NAMES,
     arrays_sha256, subject_domain)
+from sensor_shift_evidence import shift_evidence  # noqa: E402
 
 DEFAULT_ARCHIVE = ROOT.parent / "shared" / "data" / "real_small" / "sp_sw_har.tar.xz"  # beside the checkout
 RAW_SHA256 = "024f652d5612827b44b20e22f2df84cbd61c74d3a87d97ca17d4b48861b18f6b"
@@ -81,6 +87,7 @@ SOURCE = {"dataset": "sp-sw-har: GitHub GeoTecINIT/sp-sw-har-dataset, folder DAT
                       "smartphones and smartwatches for human activity recognition. Data in Brief, 109809.",
           "doi": "10.5281/zenodo.8398688", "licence": "CC BY 4.0"}
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed entry dates: equal arrays give equal npz bytes
+TEMPLATE = ROOT / "scripts" / "sensor_readme_template.md"  # the output README, ``str.format`` fields
 
 
 @dataclass
@@ -233,94 +240,6 @@ def subject_table(data_dir: Path, executions: dict[str, list[int]]) -> dict[str,
     return out
 
 
-# ---------------------------------------------------------------- evidence of domain shift
-def _features(x: np.ndarray) -> np.ndarray:
-    """Per-channel mean, std, min, max and mean absolute difference of windows (N, C, T)."""
-    return np.concatenate([x.mean(2), x.std(2), x.min(2), x.max(2), np.abs(np.diff(x, axis=2)).mean(2)], 1)
-
-
-def _balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
-    return float(np.mean([np.mean(pred[y == k] == k) for k in np.unique(y)]))
-
-
-class RidgeLodo:
-    """Ridge classifiers on window features, trained on groups of subjects' train windows.
-
-    Features are standardised once over all train windows; per-subject Gram matrices make a fit
-    on any group of subjects one small linear solve (cheap enough for random-partition controls).
-    """
-
-    def __init__(self, feats: np.ndarray, label: np.ndarray, test: np.ndarray, subject: np.ndarray,
-                 lam: float = 1.0):
-        mu, sd = feats[~test].mean(0), feats[~test].std(0) + 1e-8
-        self.a = np.c_[(feats - mu) / sd, np.ones(len(feats))]
-        self.label, self.test, self.subject, self.lam = label, test, subject, lam
-        onehot = np.eye(len(CLASSES))[label]
-        self.subjects = np.unique(subject)
-        self.gram = {s: self.a[~test & (subject == s)].T @ self.a[~test & (subject == s)] for s in self.subjects}
-        self.cross = {s: self.a[~test & (subject == s)].T @ onehot[~test & (subject == s)] for s in self.subjects}
-
-    def gap(self, group_of: dict) -> dict[str, dict[str, float]]:
-        """Per held-out group: balanced accuracy on the other groups' test windows (``val``, the
-        classifier trained on their train windows) and on the held-out group's test windows."""
-        group = np.array([group_of[s] for s in self.subject])
-        out = {}
-        for g in sorted(set(group_of.values())):
-            sources = [s for s in self.subjects if group_of[s] != g]
-            w = np.linalg.solve(sum(self.gram[s] for s in sources) + self.lam * np.eye(self.a.shape[1]),
-                                sum(self.cross[s] for s in sources))
-            scores = {}
-            for name, sel in (("val", self.test & (group != g)), ("target", self.test & (group == g))):
-                scores[name] = _balanced_accuracy(self.label[sel], (self.a[sel] @ w).argmax(1))
-            out[str(g)] = {"val": round(scores["val"], 4), "target": round(scores["target"], 4),
-                           "gap": round(scores["val"] - scores["target"], 4)}
-        return out
-
-
-def shift_evidence(arrays: dict[str, np.ndarray], subjects: dict[str, dict], tug_s: dict[str, list[float]],
-                   controls: int = 100) -> dict:
-    """Numbers behind the domain choice (written to the metadata and README)."""
-    ids = np.array([f"s{k:02d}" for k in arrays["subject"]])
-    label, test = arrays["label"].astype(np.int64), arrays["split"] == 1
-    x = {m: arrays[m].astype(np.float32) for m in MODALITIES}
-    ridge = RidgeLodo(np.concatenate([_features(x["phone"]), _features(x["watch"])], 1), label, test, ids)
-    walk_std = np.linalg.norm(x["phone"][:, :3], axis=1).std(1)        # phone |acc| std per window
-    turn_gyro = np.linalg.norm(x["watch"][:, 3:], axis=1).mean(1)      # watch |gyro| mean per window
-    ages = np.array([subjects[s]["age"] for s in subjects], dtype=np.float64)
-    mean_tug = np.array([np.mean(tug_s[s]) for s in subjects])
-    out = {"tug_age_correlation": round(float(np.corrcoef(ages, mean_tug)[0, 1]), 3)}
-    for by, names in DOMAINS_BY.items():
-        group = np.array([subjects[s]["domain"][by] for s in ids])
-        per = {}
-        for d in names:
-            members = [s for s in subjects if subjects[s]["domain"][by] == d]
-            tug = np.concatenate([tug_s[s] for s in members])
-            orient = [o for s in members for o in subjects[s]["phone_orientation"].values()]
-            per[d] = {"subjects": len(members), "ages": sorted(subjects[s]["age"] for s in members),
-                      "female": sum(subjects[s]["gender"] == "F" for s in members),
-                      "tug_s_mean": round(float(tug.mean()), 2), "tug_s_std": round(float(tug.std()), 2),
-                      "walking_phone_acc_std": round(float(walk_std[(group == d) & (label == 2)].mean()), 2),
-                      "turning_watch_gyro": round(float(turn_gyro[(group == d) & (label == 3)].mean()), 2),
-                      "phone_orientation": {o: orient.count(o) for o in sorted(set(orient))}}
-        gaps = ridge.gap({s: subjects[s]["domain"][by] for s in subjects})
-        out[by] = {"domains": per, "ridge_lodo": gaps,
-                   "mean_gap": round(float(np.mean([v["gap"] for v in gaps.values()])), 4)}
-    # control: random subject groups of the age-domain sizes
-    sizes = [out["age"]["domains"][d]["subjects"] for d in DOMAINS_BY["age"]]
-    rng, names, control = np.random.default_rng(0), sorted(subjects), []
-    for _ in range(controls):
-        perm = rng.permutation(len(names))
-        of = {names[i]: int(np.searchsorted(np.cumsum(sizes), rank, side="right")) for rank, i in enumerate(perm)}
-        gaps = ridge.gap(of)
-        control.append(float(np.mean([v["gap"] for v in gaps.values()])))
-    control = np.array(control)
-    out["random_groups_control"] = {
-        "partitions": controls, "sizes": sizes, "mean_gap": round(float(control.mean()), 4),
-        "std_gap": round(float(control.std()), 4),
-        "fraction_at_least_age_gap": round(float(np.mean(control >= out["age"]["mean_gap"])), 3)}
-    return out
-
-
 # ---------------------------------------------------------------- output
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Like ``np.savez_compressed`` but with fixed entry dates and order, so equal arrays give equal bytes."""
@@ -433,7 +352,7 @@ def process(data_dir: Path) -> tuple[dict[str, np.ndarray], dict]:
 
 
 def readme(meta: dict) -> str:
-    """The README of the output folder, from the metadata."""
+    """The README of the output folder: ``TEMPLATE`` filled in from the metadata."""
     src, ev = meta["source"], meta["shift_evidence"]
     rows = []
     for by in DOMAINS_BY:
@@ -454,84 +373,12 @@ def readme(meta: dict) -> str:
                         f"{e['turning_watch_gyro']} | {orient} | {g['val']:.3f} | {g['target']:.3f} |")
     ctrl = ev["random_groups_control"]
     files = meta["files"]
-    return f"""# `phone_watch`: smartphone + smartwatch inertial HAR, domains = subject groups
-
-Built by `scripts/build_sensor_data.py` from the raw sp-sw-har data; do not edit by hand.
-Loaded by `mmdg.data.sensors` (`build_benchmark("phone_watch")`).
-
-## Provenance, licence, attribution
-
-- Data: {src['citation']} Zenodo DOI {src['doi']}.
-- Copy used: {src['dataset']}, commit `{src['commit']}` (2024-01-16), `git archive HEAD DATA`,
-  packed as `sp_sw_har.tar.xz` (448 files, 72,885,624 bytes unpacked; sha256 of all CSVs concatenated in
-  sorted path order `{meta['raw_sha256']}`, checked by the build).
-- Licence: the dataset is **CC BY 4.0**; these files are a derived work (resampled, filtered, windowed)
-  and are redistributed under the same licence with the attribution above. No code of the original
-  repository (Apache-2.0) is used.
-
-## Content
-
-23 subjects (age 23–66, 10 female) each perform 6–11 Timed-Up-and-Go executions (seated, stand up,
-walk 3 m, turn, walk back, turn, sit down) with a phone in the trouser pocket and a watch on the wrist.
-One sample is a {meta['window_s']:g} s window of both devices, each `(6, {meta['window']})`: acc x/y/z (m/s², gravity
-included) and gyro x/y/z (rad/s), on a common {meta['rate_hz']} Hz grid, float16 in the file.
-
-- Windows: {meta['window']} samples ({meta['window_s']:g} s) every {meta['hop']} samples ({meta['hop_s']:g} s) inside
-  each execution; label = {meta['window_label']} ({meta['tie_windows_dropped']} ties dropped).
-  The activities last about 1–3 s (stand-up median 1.2 s), so longer windows would mostly mix classes.
-- Preprocessing: delivery timestamps replaced by a least-squares regular time base (the phone delivers in
-  bursts, up to 171 ms late); label blips shorter than {meta['preprocessing']['min_label_segment_s']} s merged
-  into the preceding segment; low-pass {meta['preprocessing']['lowpass_hz']:g} Hz ({meta['preprocessing']['lowpass_taps']}-tap
-  windowed sinc, zero phase); both devices linearly interpolated onto one grid over their overlap; labels
-  from the phone (phone and watch labels agree on {100 * meta['phone_watch_label_agreement']:.2f} % of the grid).
-- Split by time, {meta['split_rule']} (executions are recorded one after another), so every subject is in
-  both splits and its test windows never overlap its train windows in time.
-- {meta['windows']} windows in all, from {meta['executions']} executions.
-
-Files: `{DATA_FILE}` ({files['npz_bytes']:,} bytes; sha256 `{files['npz_sha256']}`; arrays sha256
-`{files['arrays_sha256']}`, which the loader checks) with arrays `phone`, `watch` (N, 6, {meta['window']}) float16,
-`label` (class index), `subject` (1–23), `execution`, `split` (0 train, 1 test), `start_ms` (window start, Unix ms),
-`majority` (samples carrying the label); `{META_FILE}` with the subjects (age, gender, domain, executions,
-test executions, phone orientation per execution), settings, counts and the numbers below.
-
-## Domains
-
-`domains_by="age"` (default): young (< {AGE_EDGES[0]}), middle ({AGE_EDGES[0]}–{AGE_EDGES[1] - 1}), older (≥ {AGE_EDGES[1]}).
-The largest gap in the subjects' ages (34 → 46) separates the young group; {AGE_EDGES[1]} splits the other 14
-subjects 8 / 6 at the next gap (54 → 56), keeping at least 6 subjects per domain.
-`domains_by="gender"`: female / male. Windows per domain, split and class:
-
-| by | domain | subjects | split | {' | '.join(CLASSES)} | total |
-|---|---|---|---|{'---|' * len(CLASSES)}---|
-{counts}
-
-Evidence of shift (TUG = time from the first non-seated to the last sitting-down sample; walking phone
-|acc| std and turning watch |gyro| are means over windows of that class; val / target = balanced accuracy
-of a ridge classifier on per-channel window statistics trained on the other domains' train windows,
-on their test windows / on this domain's test windows):
-
-| by | domain | ages | female | TUG s | walking phone \\|acc\\| std | turning watch \\|gyro\\| | phone orientation (executions) | val | target |
-|---|---|---|---|---|---|---|---|---|---|
-{chr(10).join(evid)}
-
-Older subjects are slower (longer TUG; across the 23 subjects the correlation of age with the mean TUG time
-is {ev['tug_age_correlation']:.2f}) and walk and turn more gently: a real covariate shift, on top of the
-subject shift. Mean val − target gap: age domains {ev['age']['mean_gap']:.3f}, gender {ev['gender']['mean_gap']:.3f};
-{ctrl['partitions']} random subject partitions of the same sizes ({'/'.join(map(str, ctrl['sizes']))}):
-{ctrl['mean_gap']:.3f} ± {ctrl['std_gap']:.3f} ({100 * ctrl['fraction_at_least_age_gap']:.0f} % of them reach the age gap).
-Gender and phone orientation are confounded with age (the middle group is mostly male, the older group
-mostly female), as in the raw data.
-
-## Rebuild
-
-```bash
-{REBUILD} [--out DIR]
-```
-
-The build extracts the archive to a temporary folder, checks the raw checksum, and checks that the arrays
-it writes (re-read from disk) have the checksum recorded in the script (`EXPECTED_ARRAYS_SHA256`):
-a rebuild reproduces `{DATA_FILE}` exactly. It takes about 10 s.
-"""
+    return TEMPLATE.read_text().format(
+        meta=meta, src=src, ev=ev, ctrl=ctrl, files=files, counts=counts, evidence="\n".join(evid),
+        class_header=" | ".join(CLASSES), class_rule="---|" * len(CLASSES),
+        control_sizes="/".join(map(str, ctrl["sizes"])), control_percent=100 * ctrl["fraction_at_least_age_gap"],
+        agreement_percent=100 * meta["phone_watch_label_agreement"], AGE_EDGES=AGE_EDGES,
+        age_middle_last=AGE_EDGES[1] - 1, DATA_FILE=DATA_FILE, META_FILE=META_FILE, REBUILD=REBUILD)
 
 
 def build(data_dir: Path, out_dir: Path, accept_new: bool = False) -> dict:

@@ -10,7 +10,7 @@ script (read, not copied).  CMRF adds to the fused cross-entropy
   output L2-normalised) and
 
   - SupCon over the M projections as views (``alpha_con`` = 3, temperature 0.1 with the
-    reference SupCon's base temperature 0.07, see :func:`~mmdg.objectives.mmdg_methods.supcon_loss`);
+    reference SupCon's base temperature 0.07, see :func:`~mmdg.objectives.simmmdg.supcon_loss`);
   - **distillation toward mixed teacher features**: a simple-moving-average (SMA) teacher
     of *all* weights (the model and the projectors) gives projections ``t^m``; for every
     modality pair ``(a, b)`` the teacher features are mixed with per-sample Beta(alpha, alpha)
@@ -52,11 +52,24 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.base import Batch
+from ..hparams import HParam, LogUniform, Uniform
 from ..models.heads import projector
 from ..models.model import ModelOutput
-from ..registry import check_number
+from ..registry import check_int, check_number
 from .base import OBJECTIVES, Context, Objective, Term, full_precision, no_autocast, true_class_prob
-from .mmdg_methods import _check_int, supcon_loss
+from .simmmdg import CON_HIDDEN, supcon_loss
+
+# Hyperparameters of this part, declared once (the method registry, mmdg.methods, lists them).
+CMRF_UNI = HParam("cmrf_uni", 2.0, "CMRF: unimodal CE weight", LogUniform(0.2, 20.0), low=0)
+CMRF_DOWN_WEIGHT = HParam("cmrf_down_weight", 0.5, "CMRF: the down-weighting factor", Uniform(0.25, 1.0), low=0)
+CMRF_ALPHA_CON = HParam("cmrf_alpha_con", 3.0, "CMRF: SupCon weight", LogUniform(0.3, 30.0), low=0)
+CMRF_DISTILL = HParam("cmrf_distill", 3.0, "CMRF: distillation weight", LogUniform(0.3, 30.0), low=0)
+CMRF_TEMP = HParam("cmrf_temp", 0.1, "CMRF: SupCon temperature", LogUniform(0.03, 0.5), low=0, strict=True)
+CMRF_BASE_TEMP = HParam("cmrf_base_temp", 0.07, "CMRF: SupCon base temperature (0: equal to cmrf_temp)", low=0)
+CMRF_MIX_ALPHA = HParam("cmrf_mix_alpha", 0.1, "CMRF: Beta(a, a) mixing parameter", LogUniform(0.05, 1.0), low=0,
+                        strict=True)
+CMRF_SMA_START = HParam("cmrf_sma_start", 400, "CMRF: step at which the SMA teacher starts averaging", low=0)
+CMRF_DIM = HParam("cmrf_dim", 128, "CMRF: projection width", low=1)
 
 __all__ = ["sma_update", "beta_halves", "mix_pair", "distill_loss", "CMRFUnimodal", "CMRFFlatten"]
 
@@ -124,8 +137,8 @@ class CMRFUnimodal(Objective):
 
     kind = "cls"
 
-    def __init__(self, ctx: Context, weight: float = 2.0, down: tuple[str, ...] | list[str] = ("audio",),
-                 down_weight: float = 0.5):
+    def __init__(self, ctx: Context, weight: float = CMRF_UNI.default, down: tuple[str, ...] | list[str] = ("audio",),
+                 down_weight: float = CMRF_DOWN_WEIGHT.default):
         super().__init__("cmrf_unimodal", check_number("cmrf_unimodal", "weight", weight))
         self.mod_weights = modality_weights(ctx.modalities, tuple(down),
                                             check_number("cmrf_unimodal", "down_weight", down_weight))
@@ -150,10 +163,11 @@ class CMRFFlatten(Objective):
 
     kind = "other"
 
-    def __init__(self, ctx: Context, alpha_con: float = 3.0, distill: float = 3.0, temperature: float = 0.1,
-                 base_temperature: float | None = 0.07, mix_alpha: float = 0.1, sma_start: int = 400,
-                 dim: int = 128, hidden: int = 2048, down: tuple[str, ...] | list[str] = ("audio",),
-                 down_weight: float = 0.5):
+    def __init__(self, ctx: Context, alpha_con: float = CMRF_ALPHA_CON.default, distill: float = CMRF_DISTILL.default,
+                 temperature: float = CMRF_TEMP.default, base_temperature: float | None = CMRF_BASE_TEMP.default,
+                 mix_alpha: float = CMRF_MIX_ALPHA.default, sma_start: int = CMRF_SMA_START.default,
+                 dim: int = CMRF_DIM.default, hidden: int = CON_HIDDEN.default,
+                 down: tuple[str, ...] | list[str] = ("audio",), down_weight: float = CMRF_DOWN_WEIGHT.default):
         super().__init__("cmrf_flatten", 1.0)
         if len(ctx.modalities) < 2:
             raise ValueError(f"cmrf_flatten: needs at least 2 modalities, got {ctx.modalities}")
@@ -163,9 +177,9 @@ class CMRFFlatten(Objective):
         self.base_temperature = None if base_temperature is None else check_number(
             "cmrf_flatten", "base_temperature", base_temperature, strict=True)
         self.mix_alpha = check_number("cmrf_flatten", "mix_alpha", mix_alpha, strict=True)
-        self.sma_start = _check_int("cmrf_flatten", "sma_start", sma_start, low=0)
-        _check_int("cmrf_flatten", "dim", dim)
-        _check_int("cmrf_flatten", "hidden", hidden)
+        self.sma_start = check_int("cmrf_flatten", "sma_start", sma_start, low=0)
+        check_int("cmrf_flatten", "dim", dim)
+        check_int("cmrf_flatten", "hidden", hidden)
         self.modalities = list(ctx.modalities)
         self.mod_weights = modality_weights(self.modalities, tuple(down),
                                             check_number("cmrf_flatten", "down_weight", down_weight))
@@ -174,7 +188,7 @@ class CMRFFlatten(Objective):
         self.teacher: nn.ModuleDict | None = None
         self._online: list[nn.Module] = []   # a plain list: the online model is not a submodule here
 
-    def bind(self, model: nn.Module, objectives=()) -> None:
+    def bind(self, model: nn.Module, objectives: list = ()) -> None:
         self._online = [model]
         self.teacher = nn.ModuleDict({"model": copy.deepcopy(model),
                                       "projectors": copy.deepcopy(self.projectors)})

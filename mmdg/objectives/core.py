@@ -5,10 +5,15 @@ import torch
 import torch.nn.functional as F
 
 from ..data.base import Batch
+from ..hparams import HParam, LogUniform
 from ..models.fusion import ConcatFusion
 from ..models.heads import SharesHead, grad_reverse
 from ..models.model import ModelOutput
 from .base import OBJECTIVES, Context, Objective, Term, true_class_prob
+
+# Hyperparameters of this part, declared once (the method registry, mmdg.methods, lists them).
+LAMBDA_D = HParam("lambda_d", 0.3, "weight of the domain-adversarial loss (0: none)", LogUniform(0.03, 3.0), low=0)
+DISC_HIDDEN = HParam("disc_hidden", 0, "hidden width of the domain discriminator (0: linear)", low=0)
 
 
 @OBJECTIVES.register("ce")
@@ -40,7 +45,8 @@ class DomainAdversarial(Objective):
 
     kind = "dom"
 
-    def __init__(self, ctx: Context, weight: float = 0.3, hidden: int = 0, dropout: float = 0.0):
+    def __init__(self, ctx: Context, weight: float = LAMBDA_D.default, hidden: int = DISC_HIDDEN.default,
+                 dropout: float = 0.0):
         super().__init__("domain_adv", weight)
         if ctx.num_domains < 2:
             raise ValueError(f"domain_adv needs at least 2 source domains, got {ctx.num_domains}")

@@ -31,8 +31,14 @@ import re
 import torch
 
 from ..data.base import Batch
+from ..hparams import HParam, LogUniform
 from ..models.model import ModelOutput
 from .base import OBJECTIVES, Context, Objective, Term
+
+# Hyperparameters of this part, declared once (the method registry, mmdg.methods, lists them).
+DRB_LAMBDA = HParam("drb_lambda", 3.0, "DRB: re-initialisation strength", LogUniform(0.3, 30.0), low=0)
+DRB_EVERY = HParam("drb_every", 20, "DRB: epochs between re-initialisations", low=1)
+DRB_TIMES = HParam("drb_times", 3, "DRB: most re-initialisations", low=1)
 
 
 def minmax_scale(x: torch.Tensor, low: float = -1.0, high: float = 1.0) -> torch.Tensor:
@@ -105,7 +111,8 @@ class DRB(Objective):
 
     kind = "other"
 
-    def __init__(self, ctx: Context, lam: float = 3.0, every: int = 20, times: int = 3):
+    def __init__(self, ctx: Context, lam: float = DRB_LAMBDA.default, every: int = DRB_EVERY.default,
+                 times: int = DRB_TIMES.default):
         super().__init__("drb", 0.0)
         if not isinstance(lam, (int, float)) or isinstance(lam, bool) or not math.isfinite(lam) or lam < 0:
             raise ValueError(f"drb: lam must be a finite number >= 0, got {lam!r}")

@@ -36,10 +36,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.base import Batch
+from ..hparams import HParam, LogUniform, Uniform
 from ..models.model import ModelOutput
-from ..registry import check_number
+from ..registry import check_int, check_number
 from .base import OBJECTIVES, Context, Objective, Term, full_precision, no_autocast, true_class_prob
-from .mmdg_methods import CrossModalTranslation, _check_int, translation_loss
+from .simmmdg import ALPHA_TRANS, TRANS_DROPOUT, TRANS_HIDDEN, CrossModalTranslation, translation_loss
+
+# Hyperparameters of this part, declared once (the method registry, mmdg.methods, lists them).
+ENT_TEMP = HParam("ent_temp", 1.0, "MOOSA: entropy-weighting temperature", LogUniform(0.3, 3.0), low=0, strict=True)
+ENT_MIN = HParam("ent_min", 0.001, "MOOSA: entropy-minimisation weight", LogUniform(1e-4, 1e-2), low=0)
+JIGSAW_WEIGHT = HParam("jigsaw_weight", 1.0, "MOOSA: jigsaw weight", LogUniform(0.1, 10.0), low=0)
+JIGSAW_SPLITS = HParam("jigsaw_splits", 4, "MOOSA: jigsaw chunks per modality", low=1)
+JIGSAW_PERMS = HParam("jigsaw_perms", 128, "MOOSA: jigsaw permutations", low=1)
+JIGSAW_HIDDEN = HParam("jigsaw_hidden", 512, "MOOSA: jigsaw classifier width", low=1)
+MASK_RATIO = HParam("mask_ratio", 0.3, "MOOSA: masked-translation mask ratio", Uniform(0.1, 0.5), low=0, high=1,
+                    below=True)
 
 __all__ = ["prediction_entropy", "entropy_weighted_ce", "entropy_min_loss", "sample_permutations",
            "jigsaw_batch", "MOOSAHeads", "MOOSAJigsaw", "MaskedTranslation"]
@@ -78,8 +89,8 @@ def entropy_min_loss(logits: list[torch.Tensor], eps: float = 1e-5) -> torch.Ten
 
 def sample_permutations(n: int, count: int) -> torch.Tensor:
     """``count`` distinct uniform random permutations of ``range(n)`` as a (count, n) long tensor."""
-    _check_int("sample_permutations", "n", n)
-    _check_int("sample_permutations", "count", count)
+    check_int("sample_permutations", "n", n)
+    check_int("sample_permutations", "count", count)
     if count > math.factorial(n):
         raise ValueError(f"sample_permutations: count={count} exceeds the {math.factorial(n)} permutations of {n} "
                          f"chunks (lower jigsaw_perms or raise jigsaw_splits)")
@@ -120,7 +131,8 @@ class MOOSAHeads(Objective):
 
     kind = "cls"
 
-    def __init__(self, ctx: Context, weight: float = 1.0, temperature: float = 1.0, ent_weight: float = 0.001):
+    def __init__(self, ctx: Context, weight: float = 1.0, temperature: float = ENT_TEMP.default,
+                 ent_weight: float = ENT_MIN.default):
         super().__init__("moosa_heads", check_number("moosa_heads", "weight", weight))
         self.temperature = check_number("moosa_heads", "temperature", temperature, strict=True)
         self.ent_weight = check_number("moosa_heads", "ent_weight", ent_weight)
@@ -142,11 +154,12 @@ class MOOSAJigsaw(Objective):
 
     kind = "other"
 
-    def __init__(self, ctx: Context, weight: float = 1.0, splits: int = 4, perms: int = 128, hidden: int = 512):
+    def __init__(self, ctx: Context, weight: float = JIGSAW_WEIGHT.default, splits: int = JIGSAW_SPLITS.default,
+                 perms: int = JIGSAW_PERMS.default, hidden: int = JIGSAW_HIDDEN.default):
         super().__init__("moosa_jigsaw", check_number("moosa_jigsaw", "weight", weight))
-        self.splits = _check_int("moosa_jigsaw", "splits", splits)
-        _check_int("moosa_jigsaw", "perms", perms)
-        _check_int("moosa_jigsaw", "hidden", hidden)
+        self.splits = check_int("moosa_jigsaw", "splits", splits)
+        check_int("moosa_jigsaw", "perms", perms)
+        check_int("moosa_jigsaw", "hidden", hidden)
         self.modalities = list(ctx.modalities)
         bad = {m: ctx.feat_dims[m] for m in self.modalities if ctx.feat_dims[m] % splits}
         if bad:
@@ -168,8 +181,8 @@ class MOOSAJigsaw(Objective):
 class MaskedTranslation(CrossModalTranslation):
     """Cross-modal translation from a randomly masked source feature (training only), kind "other"."""
 
-    def __init__(self, ctx: Context, weight: float = 0.1, hidden: int = 2048, dropout: float = 0.5,
-                 mask_ratio: float = 0.3):
+    def __init__(self, ctx: Context, weight: float = ALPHA_TRANS.default, hidden: int = TRANS_HIDDEN.default,
+                 dropout: float = TRANS_DROPOUT.default, mask_ratio: float = MASK_RATIO.default):
         super().__init__(ctx, weight, hidden, dropout)
         self.name = "masked_translation"
         self.mask_ratio = check_number("masked_translation", "mask_ratio", mask_ratio)

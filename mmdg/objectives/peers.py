@@ -16,10 +16,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.base import Batch
+from ..hparams import HParam, LogUniform
 from ..models.heads import grad_reverse
 from ..models.model import ModelOutput
 from ..registry import check_number
 from .base import OBJECTIVES, Context, Objective, Term, full_precision, true_class_prob
+
+# Hyperparameters of this part, declared once (the method registry, mmdg.methods, lists them).
+RELEASED_DOM_WEIGHT = HParam("released_dom_weight", 0.5, "released GMP: weight of the per-modality domain CE",
+                             LogUniform(0.05, 5.0), low=0)
+RELEASED_GRL = HParam("released_grl", 0.3, "released GMP: gradient-reversal coefficient", LogUniform(0.03, 3.0),
+                      low=0)
+RELEASED_PROJ_DIM = HParam("released_proj_dim", 512, "released GMP: width of the domain projections", low=1)
 
 
 @OBJECTIVES.register("cggm_heads")
@@ -108,7 +116,8 @@ class DomainAdvReleased(Objective):
 
     kind = "dom"
 
-    def __init__(self, ctx: Context, weight: float = 0.5, grl: float = 0.3, proj_dim: int = 512,
+    def __init__(self, ctx: Context, weight: float = RELEASED_DOM_WEIGHT.default, grl: float = RELEASED_GRL.default,
+                 proj_dim: int = RELEASED_PROJ_DIM.default,
                  hidden: int = 256, dropout: float = 0.5):
         super().__init__("domain_adv_released", check_number("domain_adv_released", "weight", weight))
         if ctx.num_domains < 2:

@@ -13,8 +13,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.base import Batch
+from ..hparams import HParam, LogUniform
 from ..models.model import ModelOutput
 from .base import OBJECTIVES, Context, Objective, Term, true_class_prob
+
+# Hyperparameters of this part, declared once (the method registry, mmdg.methods, lists them).
+UNIMODAL_WEIGHT = HParam("unimodal_weight", 3.0,
+                         "weight of the unimodal heads' CE (unimodal_heads and released variants)",
+                         LogUniform(0.3, 10.0), low=0)
 
 
 @OBJECTIVES.register("unimodal_heads")
@@ -27,7 +33,7 @@ class UnimodalHeads(Objective):
 
     kind = "cls"
 
-    def __init__(self, ctx: Context, weight: float = 3.0):
+    def __init__(self, ctx: Context, weight: float = UNIMODAL_WEIGHT.default):
         super().__init__("unimodal_heads", weight)
         self.heads = nn.ModuleDict({m: nn.Linear(d, ctx.num_classes) for m, d in ctx.feat_dims.items()})
 

@@ -33,9 +33,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..hparams import HParam, LogUniform, Uniform
 from ..models.fusion import ConcatFusion
 from ..registry import check_number
-from .base import STRATEGIES, Strategy, total_loss
+from ._grads import total_loss
+from .base import STRATEGIES, Strategy
+
+# Hyperparameters of this part, declared once (the method registry, mmdg.methods, lists them).
+CGGM_RHO = HParam("cggm_rho", 1.3, "CGGM: modulation strength rho", Uniform(1.0, 2.0), low=0)
+CGGM_LAMBDA = HParam("cggm_lambda", 0.05, "CGGM: weight of the direction term L_gm", LogUniform(0.005, 0.5), low=0)
+CGGM_CLIP = HParam("cggm_clip", 0.8, "CGGM: gradient-norm clip", Uniform(0.5, 1.0), low=0)
 
 
 def cggm_coefficients(acc: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
@@ -61,7 +68,8 @@ class CGGM(Strategy, nn.Module):
 
     name = "cggm"
 
-    def __init__(self, rho: float = 1.3, lam: float = 0.05, clip: float = 0.8):
+    def __init__(self, rho: float = CGGM_RHO.default, lam: float = CGGM_LAMBDA.default,
+                 clip: float = CGGM_CLIP.default):
         nn.Module.__init__(self)
         self.rho = check_number("CGGM", "rho", rho)
         self.lam = check_number("CGGM", "lam", lam)

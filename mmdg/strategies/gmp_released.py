@@ -37,9 +37,15 @@ from __future__ import annotations
 
 import torch
 
-from ._grads import _flat, _sum_loss, grads_of, write_grads
+from ..hparams import HParam
+from ._grads import flat_grads, grads_of, per_modality, total_loss, write_grads
 from .base import STRATEGIES, Strategy
-from .gmp import check_options, discrepancy_ratios, suppression
+from .gmp import ALPHA_K, GMP_LOG_EVERY, check_options
+from .ratios import discrepancy_ratios, suppression
+
+# Hyperparameters of this part, declared once (the method registry, mmdg.methods, lists them).
+RELEASED_TRAIN_DISC = HParam("released_train_disc", False,
+                             "released GMP: train the domain discriminator (the release does not)")
 
 _EPS = 1e-12
 
@@ -66,8 +72,9 @@ class GMPReleased(Strategy):
 
     name = "gmp_released"
 
-    def __init__(self, alpha_k: float = 0.5, alpha_p: float = 0.1, train_disc: bool = False,
-                 uni_term: str = "unimodal_heads", dom_term: str = "domain_adv_released", log_every: int = 0):
+    def __init__(self, alpha_k: float = ALPHA_K.default, alpha_p: float = 0.1,
+                 train_disc: bool = RELEASED_TRAIN_DISC.default, uni_term: str = "unimodal_heads",
+                 dom_term: str = "domain_adv_released", log_every: int = GMP_LOG_EVERY.default):
         check_options(alpha_k, alpha_p)
         if not isinstance(train_disc, bool):
             raise ValueError(f"GMP (released): hyperparameter 'released_train_disc' must be a bool, got {train_disc!r}")
@@ -104,24 +111,21 @@ class GMPReleased(Strategy):
                                         torch.stack([c[m].float().sum() for m in mods]))
         k, p = suppression(rho, self.alpha_k), suppression(sigma, self.alpha_p)
         flat = [x for m in mods for x in theta[m]]
-        l_rest = _sum_loss(rest)
-        g_c = grads_of(_sum_loss(cls), flat, retain=True)
-        g_d = grads_of(_sum_loss(dom), flat + (self._dom if self.train_disc else []), retain=l_rest is not None)
+        l_rest = total_loss(rest, allow_empty=True)
+        g_c = grads_of(total_loss(cls, allow_empty=True), flat, retain=True)
+        g_d = grads_of(total_loss(dom, allow_empty=True), flat + (self._dom if self.train_disc else []), retain=l_rest is not None)
         g_r = grads_of(l_rest, params, retain=False)
         write_grads(params, g_r)                            # the ordinary backward of the other terms
         if self.train_disc:
             write_grads(self._dom, g_d[len(flat):])
-        branches, start = [], 0
-        for i, m in enumerate(mods):
-            ps = theta[m]
-            sl = slice(start, start + len(ps))
-            start += len(ps)
+        branches = []
+        for i, m, ps, sl in per_modality(theta):
             if not ps:
                 branches.append(0)
                 continue
             dev = ps[0].device
-            gc = k[i].to(dev) * _flat(g_c[sl], ps, dev)
-            gd = p[i].to(dev) * _flat(g_d[sl], ps, dev)
+            gc = k[i].to(dev) * flat_grads(g_c[sl], ps, dev)
+            gd = p[i].to(dev) * flat_grads(g_d[sl], ps, dev)
             mask = torch.cat([torch.full((x.numel(),), j < len(enc[m]), device=dev) for j, x in enumerate(ps)])
             G, branch = released_combine(gc, gd, rho[i], sigma[i], mask)
             write_grads(ps, [v.view_as(x) for v, x in zip(G.split([x.numel() for x in ps]), ps)])

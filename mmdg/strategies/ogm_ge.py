@@ -11,10 +11,20 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..hparams import HParam, LogUniform
 from ..registry import check_number
-from ._grads import class_confidence
-from .base import STRATEGIES, Strategy, total_loss
-from .gmp import discrepancy_ratios, suppression
+from ._grads import class_confidence, total_loss
+from .base import STRATEGIES, Strategy
+from .ratios import discrepancy_ratios, suppression
+
+# Hyperparameters of this part, declared once (the method registry, mmdg.methods, lists them).
+OGM_ALPHA = HParam("ogm_alpha", 0.1, "OGM-GE modulation strength", LogUniform(0.01, 1.0), low=0)
+OGM_GE = HParam("ogm_ge", True, "OGM-GE: add the Gaussian noise (GE)")
+OGM_CONV_ONLY = HParam("ogm_conv_only", False,
+                       "OGM-GE: modulate only weights of rank >= 4 (the release's conv layers)")
+MODULATION_STARTS = HParam("modulation_starts", 0, "OGM-GE: first modulated epoch", low=0)
+MODULATION_ENDS = HParam("modulation_ends", 50, "OGM-GE: last modulated epoch", low=0)
+OGM_LITERAL = HParam("ogm_literal", False, "OGM-GE: the released code's literal ratio")
 
 
 def ogm_coefficients(q_sums: torch.Tensor, alpha: float, literal: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,8 +70,9 @@ class OGMGE(Strategy, nn.Module):
 
     name = "ogm_ge"
 
-    def __init__(self, alpha: float = 0.1, ge: bool = True, conv_only: bool = False,
-                 modulation_starts: int = 0, modulation_ends: int = 50, literal: bool = False):
+    def __init__(self, alpha: float = OGM_ALPHA.default, ge: bool = OGM_GE.default,
+                 conv_only: bool = OGM_CONV_ONLY.default, modulation_starts: int = MODULATION_STARTS.default,
+                 modulation_ends: int = MODULATION_ENDS.default, literal: bool = OGM_LITERAL.default):
         nn.Module.__init__(self)
         self.alpha = check_number("OGM-GE", "alpha", alpha)
         for key, v in (("ge", ge), ("conv_only", conv_only), ("literal", literal)):

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import torch
 
-from ._grads import _flat, add_grads, grads_of, write_grads
+from ._grads import add_grads, flat_grads, grads_of, write_grads
 from .base import STRATEGIES, Strategy
+from ..hparams import HParam
+
+# Hyperparameters of this part, declared once (the method registry, mmdg.methods, lists them).
+PCGRAD_REDUCTION = HParam("pcgrad_reduction", "sum", "PCGrad: how the projected task gradients combine")
 
 REDUCTIONS = ("sum", "mean")
 
@@ -60,7 +64,7 @@ class PCGrad(Strategy):
 
     name = "pcgrad"
 
-    def __init__(self, reduction: str = "sum"):
+    def __init__(self, reduction: str = PCGRAD_REDUCTION.default):
         if reduction not in REDUCTIONS:
             raise ValueError(f"PCGrad reduction must be one of {list(REDUCTIONS)}, got {reduction!r}")
         self.reduction = reduction
@@ -77,7 +81,7 @@ class PCGrad(Strategy):
         if not shared:
             return {}
         ps = [params[j] for j in shared]
-        flats = [_flat([gi[j] for j in shared], ps, ps[0].device) for gi in g]
+        flats = [flat_grads([gi[j] for j in shared], ps, ps[0].device) for gi in g]
         order = None
         if n_tasks > 2:
             order = []

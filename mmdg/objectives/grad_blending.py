@@ -2,8 +2,8 @@
 classification networks hard?"): a weighting of the fused and unimodal heads' losses.
 
 It is an objective weighting, not a gradient strategy, so it is the objective
-``grad_blending`` (kind ``cls``), used with the ``sum`` strategy; it sits here with the other
-balancing baselines.  Between two checkpoints n and n + dn, per head k:
+``grad_blending`` (kind ``cls``), used with the ``sum`` strategy (the method ``grad_blending``
+sits with the other balancing baselines in :mod:`mmdg.methods`).  Between two checkpoints n and n + dn, per head k:
 
     O_n = L^V_n - L^T_n                       (overfitting: held-out minus train loss)
     dG_k = L^V_n - L^V_{n+dn}                 (generalisation: decrease of the held-out loss)
@@ -16,9 +16,14 @@ import torch
 import torch.nn.functional as F
 
 from ..data.base import Batch
+from ..hparams import HParam
 from ..models.model import ModelOutput
-from ..objectives.base import OBJECTIVES, Context, Objective, Term, true_class_prob
-from ..objectives.unimodal_heads import UnimodalHeads
+from .base import OBJECTIVES, Context, Objective, Term, true_class_prob
+from .unimodal_heads import UnimodalHeads
+
+# Hyperparameters of this part, declared once (the method registry, mmdg.methods, lists them).
+GB_HEADS = HParam("gb_heads", "aux", "Gradient-Blending's unimodal heads: auxiliary heads or logit shares",
+                  choices=("aux", "shares"))
 
 HEADS = ("aux", "shares")
 _EPS = 1e-12
@@ -67,7 +72,7 @@ class GradBlending(Objective):
 
     kind = "cls"
 
-    def __init__(self, ctx: Context, weight: float = 1.0, heads: str = "aux"):
+    def __init__(self, ctx: Context, weight: float = 1.0, heads: str = GB_HEADS.default):
         super().__init__("grad_blending", weight)
         if heads not in HEADS:
             raise ValueError(f"grad_blending heads must be one of {list(HEADS)}, got {heads!r}")

@@ -1,7 +1,7 @@
-"""SimMMDG's objectives (Dong et al., NeurIPS 2023) and RNA-Net's relative norm alignment.
+"""SimMMDG's objectives (Dong et al., NeurIPS 2023).
 
-Source: ``SIMMMDG_PIPELINE_AND_PEERS.md`` §1.5 (the released SimMMDG train step) and §4
-(RNA-Net, Planamente et al., WACV 2022; no code released, the loss is the paper's).
+Source: ``SIMMMDG_PIPELINE_AND_PEERS.md`` §1.5 (the released SimMMDG train step).  RNA-Net's
+relative norm alignment is in :mod:`mmdg.objectives.rna`.
 
 SimMMDG splits each modality's encoder feature ``z^m`` (N, d_m) into a *shared* half
 ``z^m[:, :d_m/2]`` and a *specific* half ``z^m[:, d_m/2:]``, as the reference does, and adds
@@ -25,22 +25,30 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.base import Batch
+from ..hparams import HParam, LogUniform, Uniform
 from ..models.heads import projector
 from ..models.model import ModelOutput
-from ..registry import check_number
+from ..registry import check_int, check_number
 from .base import Context, OBJECTIVES, Objective, Term, full_precision, no_autocast
 
-__all__ = ["supcon_loss", "shared_specific_distance", "translation_loss", "rna_loss", "split_halves",
-           "SupConShared", "SharedSpecificDistance", "CrossModalTranslation", "RelativeNormAlignment"]
+# Hyperparameters of this part, declared once (the method registry, mmdg.methods, lists them).
+ALPHA_CON = HParam("alpha_con", 3.0, "weight of SupCon on the projected shared halves", LogUniform(0.3, 30.0), low=0)
+CON_TEMP = HParam("con_temp", 0.1, "SupCon temperature", LogUniform(0.03, 0.5), low=0, strict=True)
+CON_BASE_TEMP = HParam("con_base_temp", 0.07, "SupCon base temperature (0: equal to con_temp)", low=0)
+CON_DIM = HParam("con_dim", 128, "output width of the contrastive projectors", low=1)
+CON_HIDDEN = HParam("con_hidden", 2048, "hidden width of the contrastive projectors (the paper's 2048)", low=1)
+CON_NORM = HParam("con_norm", "batch", "normalisation in the projectors", choices=("batch", "layer", "none"))
+BETA_DIST = HParam("beta_dist", 0.7, "weight of the shared/specific distance", LogUniform(0.07, 7.0), low=0)
+ALPHA_TRANS = HParam("alpha_trans", 0.1, "weight of the cross-modal translation", LogUniform(0.01, 1.0), low=0)
+TRANS_HIDDEN = HParam("trans_hidden", 2048, "hidden width of the translators (the paper's 2048)", low=1)
+TRANS_DROPOUT = HParam("trans_dropout", 0.5, "dropout in the translators", Uniform(0.0, 0.7), low=0, high=1,
+                       below=True)
+
+__all__ = ["supcon_loss", "shared_specific_distance", "translation_loss", "split_halves",
+           "SupConShared", "SharedSpecificDistance", "CrossModalTranslation"]
 
 
 # ------------------------------------------------------------------------------------- helpers
-
-def _check_int(owner: str, name: str, value, low: int = 1) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{owner}: {name} must be an int >= {low}, got {value!r}")
-    return value
-
 
 def split_halves(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(shared, specific) = (z[:, :d/2], z[:, d/2:])``; ``d`` must be even."""
@@ -139,22 +147,6 @@ def translation_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return torch.sqrt((d * d).sum(1) + 1e-12).mean()
 
 
-def rna_loss(feats: dict[str, torch.Tensor], modalities: list[str] | None = None) -> torch.Tensor:
-    """Relative norm alignment (RNA-Net): ``(mean_i |f^a_i| / mean_i |f^b_i| - 1)^2``.
-
-    ``a``, ``b`` are the first and second modality (in ``modalities`` order, default the
-    dict's).  For M > 2 modalities (a generalisation; the paper has two) the loss is the mean
-    over pairs ``i < j`` of ``(n_i / n_j - 1)^2``, ``n`` the batch-mean L2 norms.
-    """
-    mods = list(modalities or feats)
-    if len(mods) < 2:
-        raise ValueError(f"rna_loss needs at least 2 modalities, got {mods}")
-    with no_autocast(feats[mods[0]]):
-        norms = [full_precision(feats[m]).norm(dim=1).mean() for m in mods]
-        vals = [(norms[i] / norms[j] - 1.0) ** 2 for i in range(len(mods)) for j in range(i + 1, len(mods))]
-        return torch.stack(vals).mean()
-
-
 # ------------------------------------------------------------------------------------- objectives
 
 def _even_dims(owner: str, ctx: Context) -> None:
@@ -178,15 +170,16 @@ class SupConShared(Objective):
 
     kind = "other"
 
-    def __init__(self, ctx: Context, weight: float = 3.0, temperature: float = 0.1,
-                 base_temperature: float | None = 0.07, dim: int = 128, hidden: int = 2048, norm: str = "batch"):
+    def __init__(self, ctx: Context, weight: float = ALPHA_CON.default, temperature: float = CON_TEMP.default,
+                 base_temperature: float | None = CON_BASE_TEMP.default, dim: int = CON_DIM.default,
+                 hidden: int = CON_HIDDEN.default, norm: str = CON_NORM.default):
         super().__init__("supcon_shared", check_number("supcon_shared", "weight", weight))
         _even_dims("supcon_shared", ctx)
         self.temperature = check_number("supcon_shared", "temperature", temperature, strict=True)
         self.base_temperature = None if base_temperature is None else check_number(
             "supcon_shared", "base_temperature", base_temperature, strict=True)
-        _check_int("supcon_shared", "dim", dim)
-        _check_int("supcon_shared", "hidden", hidden)
+        check_int("supcon_shared", "dim", dim)
+        check_int("supcon_shared", "hidden", hidden)
         if norm not in ("layer", "batch", "none"):
             raise ValueError(f"supcon_shared: norm must be 'layer', 'batch' or 'none', got {norm!r}")
         self.modalities = list(ctx.modalities)
@@ -209,7 +202,7 @@ class SharedSpecificDistance(Objective):
 
     kind = "other"
 
-    def __init__(self, ctx: Context, weight: float = 0.7):
+    def __init__(self, ctx: Context, weight: float = BETA_DIST.default):
         super().__init__("ss_distance", check_number("ss_distance", "weight", weight))
         _even_dims("ss_distance", ctx)
         self.modalities = list(ctx.modalities)
@@ -236,11 +229,12 @@ class CrossModalTranslation(Objective):
 
     kind = "other"
 
-    def __init__(self, ctx: Context, weight: float = 0.1, hidden: int = 2048, dropout: float = 0.5):
+    def __init__(self, ctx: Context, weight: float = ALPHA_TRANS.default, hidden: int = TRANS_HIDDEN.default,
+                 dropout: float = TRANS_DROPOUT.default):
         super().__init__("translation", check_number("translation", "weight", weight))
         if len(ctx.modalities) < 2:
             raise ValueError(f"translation: needs at least 2 modalities, got {ctx.modalities}")
-        _check_int("translation", "hidden", hidden)
+        check_int("translation", "hidden", hidden)
         dropout = check_number("translation", "dropout", dropout)
         if dropout >= 1:
             raise ValueError(f"translation: dropout must be in [0, 1), got {dropout!r}")
@@ -263,26 +257,3 @@ class CrossModalTranslation(Objective):
         if not srcs:
             raise KeyError(f"{self.name}: no translator into modality {missing!r} from {sorted(feats)}")
         return torch.stack([self.translators[f"{a}->{missing}"](feats[a]) for a in srcs]).mean(0)
-
-
-@OBJECTIVES.register("rna")
-class RelativeNormAlignment(Objective):
-    """``lambda * rna_loss(feats)``: equalise the modalities' batch-mean feature norms (kind "other").
-
-    RNA-Net (Planamente et al., WACV 2022) on the encoder features; ratio = first / second
-    modality in the model's order; M > 2: mean over pairs (see :func:`rna_loss`).
-    """
-
-    kind = "other"
-
-    def __init__(self, ctx: Context, weight: float = 1.0):
-        super().__init__("rna", check_number("rna", "weight", weight))
-        if len(ctx.modalities) < 2:
-            raise ValueError(f"rna: needs at least 2 modalities, got {ctx.modalities}")
-        self.modalities = list(ctx.modalities)
-
-    def forward(self, out: ModelOutput, batch: Batch) -> Term:
-        loss = rna_loss(out.feats, self.modalities)
-        logs = {"rna": loss.detach()}
-        logs.update({f"feat_norm_{m}": out.feats[m].detach().float().norm(dim=1).mean() for m in self.modalities})
-        return Term(self.name, self.kind, self.weight * loss, None, logs)
