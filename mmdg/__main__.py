@@ -135,10 +135,20 @@ def cmd_train(a) -> int:
           f"(oracle target {f['oracle_test_acc']:.2f} at epoch {f['oracle_epoch']})")
 
 
-def cmd_sweep(a) -> None:
-    from .experiments.sweep import sweep
+def cmd_sweep(a) -> int:
+    from .experiments.launchers import check_launch, launch, slurm_options
+    from .experiments.sweep import check_results_dir, grid
+    check_launch(a.launcher, a.jobs)
+    if a.hparam_trials < 0:
+        raise ValueError(f"--hparam-trials must be an integer >= 0 (random draws besides the default), "
+                         f"got {a.hparam_trials}")
+    slurm = slurm_options(a, _pairs) if a.launcher == "slurm" else None
+    check_results_dir(Path(a.results))
     base = _config(a, "erm", "-", 0)
-    sweep(base, a.methods, _targets(a), a.seeds, Path(a.results), a.overwrite, progress=not a.quiet)
+    configs = grid(base, a.methods, _targets(a), a.seeds)
+    summary = launch(configs, Path(a.results), a.launcher, a.jobs, a.overwrite, not a.quiet, slurm)
+    print("\n".join(summary.lines()))
+    return 0 if summary.ok else 1
 
 
 def cmd_collect(a) -> None:
@@ -197,7 +207,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", required=True, type=_names, help="comma-separated method names")
     p.add_argument("--targets", default="all", help="comma-separated target domains, or all")
     p.add_argument("--seeds", default=[0, 1], type=_seeds, help="comma-separated seeds (default 0,1)")
+    p.add_argument("--hparam-trials", type=int, default=0, metavar="N",
+                   help="hyperparameter search: the default plus N random draws per method and target "
+                        "(seeded by the trial index), the best by source validation retrained with --seeds")
     _add_run_args(p)
+    from .experiments.launchers import add_launcher_args
+    add_launcher_args(p)
     p.set_defaults(fn=cmd_sweep)
     p = sub.add_parser("collect", help="tables of collected run records")
     p.add_argument("--results", default="results")
