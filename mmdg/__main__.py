@@ -155,6 +155,9 @@ def cmd_collect(a) -> None:
     import pandas as pd
     from .experiments.collect import format_summary, load_runs, summarize
     from .experiments.collect import mixed_cells
+    from .experiments.selection import selection
+    rule = selection(a.selection)
+    metric = f"{a.metric}@{rule.name}"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the skipped records are listed below
         runs = load_runs(Path(a.results))
@@ -164,11 +167,11 @@ def cmd_collect(a) -> None:
         runs = runs[runs["benchmark"] == a.benchmark]
     with pd.option_context("display.width", 200, "display.max_columns", 50, "display.max_colwidth", 80):
         for bench, df in runs.groupby("benchmark"):
-            print(f"\n{bench}: {a.metric} (mean ± std over seeds)")
+            print(f"\n{bench}: {a.metric} at the {rule.label} (mean ± std over seeds)")
             for key, target, diffs in mixed_cells(df, ["method"]):
                 print(f"note: {key[0]} on {target} mixes configurations ({'; '.join(diffs)}): "
                       f"split into one row each", file=sys.stderr)
-            print(format_summary(summarize(df, a.metric, mixed="split")).to_string())
+            print(format_summary(summarize(df, metric, mixed="split")).to_string())
     if a.csv:
         runs.to_csv(a.csv, index=False)
         print(f"\nwrote {a.csv}")
@@ -217,7 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("collect", help="tables of collected run records")
     p.add_argument("--results", default="results")
     p.add_argument("--benchmark", default=None)
-    p.add_argument("--metric", default="test_acc")
+    p.add_argument("--metric", default="test_acc", help="test_acc, val_acc or <part>_acc_<modality>")
+    p.add_argument("--selection", default="source_val",
+                   help="model selection rule: source_val (protocol), last, or oracle (best target "
+                        "epoch, labelled ORACLE)")
     p.add_argument("--csv", default=None, help="also write the per-run table as CSV")
     p.set_defaults(fn=cmd_collect)
     p = sub.add_parser("list", help="registered benchmarks, methods, objectives, strategies, encoders")

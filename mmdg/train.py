@@ -329,7 +329,7 @@ def train(cfg: RunConfig, checkpoint: Path | None = None, progress: bool = True,
     an epoch metric is not finite.  The checkpoint is loaded with ``weights_only=True``; one that
     cannot be (truncated, random bytes, a pickle of objects) is moved aside and the run restarts.
     """
-    resolve(cfg.method, cfg.hparams)  # fail fast on bad names before building data
+    hparams = resolve(cfg.method, cfg.hparams)[2]  # fail fast on bad names before building data
     device = resolve_device(cfg.device)
     bench, split, method = build_run(cfg, split, benchmark)
     # the objectives' projector heads normalise (N, C) features: a batch of one cannot be normalised
@@ -440,7 +440,7 @@ def train(cfg: RunConfig, checkpoint: Path | None = None, progress: bool = True,
                     "complete": False}
     if bar is not None:
         bar.close()
-    record = {"config": cfg.to_dict(), "run_id": cfg.run_id(), "split": split.name,
+    record = {"config": cfg.to_dict(), "run_id": cfg.run_id(), "split": split.name, "hparams": hparams,
               "epochs": history, "final": select(history, method.model.modalities),
               "env": environment(device), "complete": True}
     record["final"].update(flat_missing(history, record["final"]["selected_epoch"]))  # issue 18
