@@ -124,7 +124,13 @@ def cmd_train(a) -> int:
     from .experiments.sweep import grid, run_one
     cfg = _config(a, a.method, a.target, a.seed)
     grid(cfg, [cfg.method], [cfg.target], [cfg.seed])  # validate names, ranges, device first
-    path, rec, skipped = run_one(cfg, Path(a.results), a.overwrite, progress=not a.quiet)
+    from . import distributed
+    if distributed.launched():  # torchrun --nproc-per-node N -m mmdg train ...
+        path, rec, skipped = distributed.run(cfg, Path(a.results), a.overwrite, progress=not a.quiet)
+        if not distributed.is_main():
+            return 3 if rec.get("status") == "diverged" else 0
+    else:
+        path, rec, skipped = run_one(cfg, Path(a.results), a.overwrite, progress=not a.quiet)
     print(f"{'exists' if skipped else 'wrote'} {path}")
     if rec.get("status") == "diverged":
         print(f"error: {rec['diverged']['message']}; the run is recorded as diverged (not a result)",

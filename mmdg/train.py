@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__
+from . import __version__, distributed
 from .data.base import benchmark_for_target
 from .data.base import make_loader
 from .data.protocol import DGSplit, make_split
@@ -351,6 +351,8 @@ def train(cfg: RunConfig, checkpoint: Path | None = None, progress: bool = True,
     if len(train_loader) == 0:
         raise ValueError(f"training set of {len(split.train)} samples gives no full batch of "
                          f"batch_size={cfg.batch_size}")
+    if distributed.active():  # torchrun: this rank's shard, gathered objectives, per-term gradient means
+        train_loader = distributed.prepare(method, train_loader, cfg.batch_size)
     val_loader = make_loader(split.val, cfg.eval_batch_size, num_workers=cfg.num_workers, pin_memory=pin)
     test_loader = make_loader(split.test, cfg.eval_batch_size, num_workers=cfg.num_workers, pin_memory=pin)
 
@@ -428,7 +430,7 @@ def train(cfg: RunConfig, checkpoint: Path | None = None, progress: bool = True,
             on_epoch_end(epoch, method, row)
             set_rng_state(rng)
         history.append(row)
-        if checkpoint is not None:
+        if checkpoint is not None and distributed.is_main():
             atomic_torch_save({"run_id": cfg.run_id(), "epoch": epoch, "history": history,
                                "method": method.state_dict(), "optimizer": optimizer.state_dict(),
                                "rng": rng_state(), "config": cfg.to_dict()}, Path(checkpoint))
