@@ -144,15 +144,18 @@ def cmd_train(a) -> int:
 def cmd_sweep(a) -> int:
     from .experiments.launchers import check_launch, launch, slurm_options
     from .experiments.sweep import check_results_dir, grid
+    from .experiments.hsearch import check_trials, launch_search
     check_launch(a.launcher, a.jobs)
-    if a.hparam_trials < 0:
-        raise ValueError(f"--hparam-trials must be an integer >= 0 (random draws besides the default), "
-                         f"got {a.hparam_trials}")
+    check_trials(a.hparam_trials)
     slurm = slurm_options(a, _pairs) if a.launcher == "slurm" else None
     check_results_dir(Path(a.results))
     base = _config(a, "erm", "-", 0)
     configs = grid(base, a.methods, _targets(a), a.seeds)
-    summary = launch(configs, Path(a.results), a.launcher, a.jobs, a.overwrite, not a.quiet, slurm)
+    opts = dict(launcher=a.launcher, jobs=a.jobs, overwrite=a.overwrite, progress=not a.quiet, slurm=slurm)
+    if a.hparam_trials:
+        summary, _ = launch_search(configs, a.hparam_trials, Path(a.results), **opts)
+    else:
+        summary = launch(configs, Path(a.results), **opts)
     print("\n".join(summary.lines()))
     return 0 if summary.ok else 1
 
