@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..methods import non_default, sample_hparams
+from ..methods import non_default
 from ..train import RunConfig
 from .selection import SourceVal
 
@@ -27,6 +27,7 @@ def check_trials(trials) -> int:
 def trial_config(cfg: RunConfig, trial: int, fixed: dict) -> RunConfig:
     """``cfg`` with trial ``trial``'s hyperparameters (``fixed`` ones kept); defaults left implicit,
     so trial 0 is the run an ordinary sweep would do (same run id)."""
+    from ..methods import sample_hparams  # the registry's seeded draws (trial 0: the defaults)
     hp = {**sample_hparams(cfg.method, trial), **fixed}
     return dataclasses.replace(cfg, hparams=non_default(cfg.method, hp))
 
