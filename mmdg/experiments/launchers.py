@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import inspect
 import io
+import json
 import multiprocessing
 import os
 import shutil
@@ -57,9 +59,35 @@ def _last_line(e: BaseException) -> str:
     return lines[-1].strip() if lines else type(e).__name__
 
 
+#: Benchmarks built in this (worker) process, reused by its later runs: generating data is a
+#: sixth of a book-profile run.  Generated data is read-only and drawn from its own generators; each
+#: run seeds its own RNGs after building its split, so runs share data, never random state.
+_BENCHMARKS: dict[str, object] = {}
+
+
+def shared_benchmark(cfg: RunConfig):
+    """The benchmark of ``cfg``, built once per process; None for file-backed ones (they count
+    skipped samples per run) or when building it fails (the run then reports the error)."""
+    from ..data import BENCHMARKS
+    from ..data.base import benchmark_for_target
+    try:
+        by_target = "target_domain" in inspect.signature(BENCHMARKS.get(cfg.benchmark)).parameters
+        key = json.dumps([cfg.benchmark, cfg.benchmark_kwargs, cfg.target if by_target else None],
+                         sort_keys=True, default=str)
+        if key not in _BENCHMARKS:
+            while len(_BENCHMARKS) >= 3:
+                _BENCHMARKS.pop(next(iter(_BENCHMARKS)))
+            _BENCHMARKS[key] = benchmark_for_target(cfg.benchmark, cfg.target, **cfg.benchmark_kwargs)
+    except Exception:
+        return None
+    bench = _BENCHMARKS[key]
+    return None if callable(getattr(bench, "skipped_samples", None)) else bench
+
+
 def execute(cfg: RunConfig, results_dir: Path, overwrite: bool = False, redirect: bool = True,
-            progress: bool = False) -> Outcome:
-    """Run one job; its output (with ``redirect``) and any traceback go to its log; never raises."""
+            progress: bool = False, share_data: bool = False) -> Outcome:
+    """Run one job; its output (with ``redirect``) and any traceback go to its log; never raises.
+    ``share_data``: reuse this process's generated benchmark data (:func:`shared_benchmark`)."""
     from .sweep import run_one
     log = log_path(results_dir, cfg)
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -72,7 +100,8 @@ def execute(cfg: RunConfig, results_dir: Path, overwrite: bool = False, redirect
             for s in streams:
                 stack.enter_context(s)
             try:
-                path, record, skipped = run_one(cfg, results_dir, overwrite, progress=progress)
+                bench = shared_benchmark(cfg) if share_data else None
+                path, record, skipped = run_one(cfg, results_dir, overwrite, progress=progress, benchmark=bench)
                 out.record = str(path)
                 if record.get("status") == "diverged":
                     out.error = record["diverged"]["message"] + " (recorded as diverged)"
@@ -157,7 +186,7 @@ def _pool(workers: int, threads: int, gpus: list[str] | None):
 def _run_pool(configs, results_dir, overwrite, workers, threads, gpus, report) -> None:
     crashed = []
     with _pool(workers, threads, gpus) as pool:
-        futures = {pool.submit(execute, c, results_dir, overwrite): c for c in configs}
+        futures = {pool.submit(execute, c, results_dir, overwrite, share_data=True): c for c in configs}
         for fut in cf.as_completed(futures):
             try:
                 o = fut.result()
@@ -168,7 +197,7 @@ def _run_pool(configs, results_dir, overwrite, workers, threads, gpus, report) -
     for c in crashed:  # a worker died (killed, segfault): rerun each alone so one crash fails one job
         with _pool(1, threads, gpus[:1] if gpus else None) as pool:
             try:
-                o = pool.submit(execute, c, results_dir, overwrite).result()
+                o = pool.submit(execute, c, results_dir, overwrite, share_data=True).result()
             except cf.process.BrokenProcessPool:
                 o = Outcome(c.run_id(), _name(c), "failed", log=str(log_path(results_dir, c)),
                             error="the worker process died (killed or crashed) while running this job")
