@@ -183,7 +183,7 @@ def _pool(workers: int, threads: int, gpus: list[str] | None):
     return cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(threads, queue))
 
 
-def _run_pool(configs, results_dir, overwrite, workers, threads, gpus, report) -> None:
+def _run_pool(configs, results_dir, overwrite, workers, threads, gpus, report, retry: bool = True) -> None:
     crashed = []
     with _pool(workers, threads, gpus) as pool:
         futures = {pool.submit(execute, c, results_dir, overwrite, share_data=True): c for c in configs}
@@ -194,7 +194,11 @@ def _run_pool(configs, results_dir, overwrite, workers, threads, gpus, report) -
                 crashed.append(futures[fut])
                 continue
             report(o)
-    for c in crashed:  # a worker died (killed, segfault): rerun each alone so one crash fails one job
+    if crashed and retry and workers > 1:  # a worker died (killed, segfault): the jobs it took down run again
+        _run_pool(crashed, results_dir, overwrite, 1 if len(crashed) == 1 else workers, threads, gpus,
+                  report, retry=False)
+        return
+    for c in crashed:  # broken again: each alone, so one crash fails one job
         with _pool(1, threads, gpus[:1] if gpus else None) as pool:
             try:
                 o = pool.submit(execute, c, results_dir, overwrite, share_data=True).result()
