@@ -186,6 +186,7 @@ def run(cfg, results_dir, overwrite: bool = False, progress: bool = True):
         except Diverged as e:
             record = e.record
         if is_main():
+            record.setdefault("env", {})["processes"] = world()
             write_record(path, record, overwrite=overwrite)
         dist.barrier()
         if is_main() and ckpt.exists():
