@@ -195,11 +195,11 @@ def cmd_list(a) -> None:
     from .strategies import STRATEGIES
     print("benchmarks:", ", ".join(BENCHMARKS.names()))
     print("methods:")
-    for name, m in sorted(METHODS.items()):
-        print(f"  {name:12s} {m.doc}  hparams={m.hparams}")
+    for name, m in METHODS.items():
+        print(f"  {name:12s} {m.doc}  hparams={ {k: h.default for k, h in m.hparams.items()} }")
     print("plugins (append as method+plugin):")
-    for name, (_, hp, doc) in sorted(PLUGINS.items()):
-        print(f"  +{name:11s} {doc}  hparams={hp}")
+    for name, p in PLUGINS.items():
+        print(f"  +{name:11s} {p.doc}  hparams={ {k: h.default for k, h in p.hparams.items()} }")
     print("objectives:", ", ".join(OBJECTIVES.names()))
     print("strategies:", ", ".join(STRATEGIES.names()))
     print("encoders:", ", ".join(ENCODERS.names()))

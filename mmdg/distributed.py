@@ -157,7 +157,8 @@ def run(cfg, results_dir, overwrite: bool = False, progress: bool = True):
 
     Returns (record path, record, skipped) on every rank."""
     from .experiments import sweep as sw
-    from .experiments.results import RunLock, remove_stale_temporaries, write_record
+    from .experiments.results import RunLock, write_record
+    from .io import remove_stale_temporaries
     from .train import Diverged, train
     init_from_env(cfg.device)
     path, ckpt = sw.record_path(results_dir, cfg), sw.checkpoint_path(results_dir, cfg)

@@ -15,11 +15,14 @@ class Registry:
 
     def register(self, name: str) -> Callable:
         def deco(obj):
-            if name in self._items:
-                raise ValueError(f"{self.kind} {name!r} registered twice")
-            self._items[name] = obj
+            self.add(name, obj)
             return obj
         return deco
+
+    def add(self, name: str, obj: Any) -> None:
+        if name in self._items:
+            raise ValueError(f"{self.kind} {name!r} registered twice")
+        self._items[name] = obj
 
     def get(self, name: str) -> Callable[..., Any]:
         if name not in self._items:
@@ -34,8 +37,14 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self._items)
 
+    def items(self) -> list[tuple[str, Any]]:
+        return sorted(self._items.items())
+
     def __contains__(self, name: str) -> bool:
         return name in self._items
+
+    def __iter__(self):
+        return iter(self.names())
 
 
 def check_kwargs(fn: Callable, kwargs: dict, what: str) -> None:
@@ -57,3 +66,10 @@ def check_number(who: str, name: str, value, low: float = 0.0, strict: bool = Fa
     if not ok:
         raise ValueError(f"{who}: {name} must be a finite number {'>' if strict else '>='} {low}, got {value!r}")
     return float(value)
+
+
+def check_int(who: str, name: str, value, low: int = 1) -> int:
+    """``value`` if it is an int >= ``low`` (not a bool), else a ValueError naming ``who`` and ``name``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ValueError(f"{who}: {name} must be an int >= {low}, got {value!r}")
+    return value

@@ -29,7 +29,7 @@ from .data.base import make_loader
 from .data.protocol import DGSplit, make_split
 from .data.samplers import make_train_loader
 from .evaluation.missing import flat_missing, missing_for_epoch
-from .experiments.results import atomic_torch_save, move_aside
+from .io import atomic_torch_save, move_aside
 from .methods import Method, build_method, resolve
 from .models.model import MultimodalModel, build_model
 from .models.presets import preset_encoders
@@ -313,6 +313,109 @@ def _load_checkpoint(path: Path, device: torch.device) -> dict | None:
     return state
 
 
+def _check_batch_norm(cfg: RunConfig, method: Method) -> None:
+    """The objectives' projector heads normalise (N, C) features: a batch of one cannot be normalised."""
+    norms = [f"objectives.{n}" for n, m in method.objectives.named_modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    if cfg.batch_size < 2 and norms:
+        raise ValueError(f"batch_size={cfg.batch_size}: method {cfg.method!r} has BatchNorm1d layers in its losses "
+                         f"({norms[0]}{', ...' if len(norms) > 1 else ''}), which cannot normalise a training batch "
+                         f"of one sample; use batch_size >= 2")
+
+
+def _loaders(cfg: RunConfig, split: DGSplit, method: Method, pin: bool):
+    """The training loader (the method's sampler) and the source-validation and target-test loaders."""
+    train_loader = make_train_loader(split.train, cfg.batch_size, cfg.seed, method.train_options.get("sampler", "shuffle"),
+                                     num_workers=cfg.num_workers, pin_memory=pin)
+    if len(train_loader) == 0:
+        raise ValueError(f"training set of {len(split.train)} samples gives no full batch of "
+                         f"batch_size={cfg.batch_size}")
+    val_loader = make_loader(split.val, cfg.eval_batch_size, num_workers=cfg.num_workers, pin_memory=pin)
+    test_loader = make_loader(split.test, cfg.eval_batch_size, num_workers=cfg.num_workers, pin_memory=pin)
+    return train_loader, val_loader, test_loader
+
+
+def _resume(cfg: RunConfig, checkpoint: Path | None, device: torch.device, method: Method,
+            optimizer) -> tuple[list[dict], int]:
+    """``(history, first epoch)``: from the checkpoint if there is a readable one, else a fresh, seeded start."""
+    state = _load_checkpoint(Path(checkpoint), device) if checkpoint is not None and Path(checkpoint).exists() else None
+    if state is None:
+        seed_everything(cfg.seed + 1)
+        return [], 0
+    if state["run_id"] != cfg.run_id():
+        raise ValueError(f"checkpoint {checkpoint} belongs to run {state['run_id']}, not {cfg.run_id()}")
+    method.load_state_dict(state["method"])
+    optimizer.load_state_dict(state["optimizer"])
+    set_rng_state(state["rng"])
+    return state["history"], state["epoch"] + 1
+
+
+def _train_epoch(cfg: RunConfig, method: Method, optimizer, train_loader, epoch: int, device: torch.device,
+                 pin: bool, bar=None) -> tuple[dict, list[dict], dict | None]:
+    """One epoch of steps: ``(mean train logs, per-step strategy logs if cfg.trace, divergence or None)``."""
+    named_params = [(n, p) for n, p in method.named_parameters() if p.requires_grad]
+    method.train()
+    train_loader.set_epoch(epoch)
+    sums: dict[str, torch.Tensor] = {}
+    counts: dict[str, int] = {}
+    trace: list[dict[str, torch.Tensor]] = []
+    for step, batch in enumerate(train_loader):
+        batch = batch.to(device, non_blocking=pin)
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(device, cfg.amp):
+            _, terms = method.terms(batch)
+        bad = _check_step(terms, named_params, epoch, step, after_backward=False)
+        logs = method.backward(terms) if bad is None else {}
+        bad = bad or _check_step(terms, named_params, epoch, step, after_backward=True)
+        if bad is not None:
+            return {}, trace, bad
+        optimizer.step()
+        step_logs = {f"loss_{t.name}": t.loss.detach() for t in terms}
+        for t in terms:
+            step_logs.update({k: v for k, v in t.logs.items()})
+        step_logs.update(logs)
+        for k, v in step_logs.items():
+            v = v.detach().float()
+            if v.dim() == 0:
+                sums[k] = sums[k] + v if k in sums else v.clone()
+                counts[k] = counts.get(k, 0) + 1
+        if cfg.trace:
+            trace.append({k: v.detach().float().cpu() for k, v in logs.items()})
+        if bar is not None:
+            bar.update(1)
+    return _mean_logs(sums, counts), trace, None
+
+
+def _epoch_hooks(cfg: RunConfig, method: Method, epoch: int, row: dict, history: list[dict], loaders,
+                 device: torch.device, on_epoch_end=None) -> None:
+    """What runs after an epoch's evaluation and adds to its ``row``: the missing-modality evaluation,
+    the method's parts' ``epoch_end`` hooks, then the caller's ``on_epoch_end`` (RNG state kept)."""
+    val_loader, test_loader = loaders
+    missing_for_epoch(method, history, row, val_loader, test_loader, device, cfg.amp)  # issue 18
+    for part in (method.strategy, *method.objectives):   # epoch hooks (Grad-Blending, OGM-GE's window)
+        part.epoch_end(epoch, method, row, val_loader)
+    if on_epoch_end is not None:
+        rng = rng_state()
+        on_epoch_end(epoch, method, row)
+        set_rng_state(rng)
+
+
+def _save_checkpoint(cfg: RunConfig, path: Path, epoch: int, history: list[dict], method: Method, optimizer) -> None:
+    atomic_torch_save({"run_id": cfg.run_id(), "epoch": epoch, "history": history,
+                       "method": method.state_dict(), "optimizer": optimizer.state_dict(),
+                       "rng": rng_state(), "config": cfg.to_dict()}, path)
+
+
+def _record(cfg: RunConfig, split: DGSplit, bench, method: Method, history: list[dict], device) -> dict:
+    """The complete run record: config, history, the selected epoch's results, environment."""
+    record = {"config": cfg.to_dict(), "run_id": cfg.run_id(), "split": split.name,
+              "epochs": history, "final": select(history, method.model.modalities),
+              "env": environment(device), "complete": True}
+    record["final"].update(flat_missing(history, record["final"]["selected_epoch"]))  # issue 18
+    if callable(getattr(bench, "skipped_samples", None)):  # file-backed benchmarks: samples skipped for bad media
+        record["skipped_samples"] = bench.skipped_samples()
+    return record
+
+
 def train(cfg: RunConfig, checkpoint: Path | None = None, progress: bool = True,
           benchmark=None, split: DGSplit | None = None, stop_after: int | None = None,
           keep_model: bool = False, on_epoch_end=None) -> dict:
@@ -332,48 +435,25 @@ def train(cfg: RunConfig, checkpoint: Path | None = None, progress: bool = True,
     hparams = resolve(cfg.method, cfg.hparams)[2]  # fail fast on bad names before building data
     device = resolve_device(cfg.device)
     bench, split, method = build_run(cfg, split, benchmark)
-    # the objectives' projector heads normalise (N, C) features: a batch of one cannot be normalised
-    norms = [f"objectives.{n}" for n, m in method.objectives.named_modules() if isinstance(m, torch.nn.BatchNorm1d)]
-    if cfg.batch_size < 2 and norms:
-        raise ValueError(f"batch_size={cfg.batch_size}: method {cfg.method!r} has BatchNorm1d layers in its losses "
-                         f"({norms[0]}{', ...' if len(norms) > 1 else ''}), which cannot normalise a training batch "
-                         f"of one sample; use batch_size >= 2")
+    _check_batch_norm(cfg, method)
     if cfg.cache_trunk:
         from .trunk_cache import cached_split
         split = cached_split(split, bench, method.model, cfg, trunk_cache_dir(checkpoint), device)
     method.to(device)
-    params = method.trainable_parameters()
-    named_params = [(n, p) for n, p in method.named_parameters() if p.requires_grad]
-    optimizer = make_optimizer(params, cfg.lr, cfg.weight_decay, method.train_options)  # Adam unless the method says
+    optimizer = make_optimizer(method.trainable_parameters(), cfg.lr, cfg.weight_decay,
+                               method.train_options)  # Adam unless the method says
     pin = device.type == "cuda"
-    train_loader = make_train_loader(split.train, cfg.batch_size, cfg.seed, method.train_options.get("sampler", "shuffle"),
-                                     num_workers=cfg.num_workers, pin_memory=pin)
-    if len(train_loader) == 0:
-        raise ValueError(f"training set of {len(split.train)} samples gives no full batch of "
-                         f"batch_size={cfg.batch_size}")
+    train_loader, val_loader, test_loader = _loaders(cfg, split, method, pin)
     if distributed.active():  # torchrun: this rank's shard, gathered objectives, per-term gradient means
         train_loader = distributed.prepare(method, train_loader, cfg.batch_size)
-    val_loader = make_loader(split.val, cfg.eval_batch_size, num_workers=cfg.num_workers, pin_memory=pin)
-    test_loader = make_loader(split.test, cfg.eval_batch_size, num_workers=cfg.num_workers, pin_memory=pin)
-
-    history: list[dict] = []
-    start = 0
-    state = _load_checkpoint(Path(checkpoint), device) if checkpoint is not None and Path(checkpoint).exists() else None
-    if state is not None:
-        if state["run_id"] != cfg.run_id():
-            raise ValueError(f"checkpoint {checkpoint} belongs to run {state['run_id']}, not {cfg.run_id()}")
-        method.load_state_dict(state["method"])
-        optimizer.load_state_dict(state["optimizer"])
-        history, start = state["history"], state["epoch"] + 1
-        set_rng_state(state["rng"])
-    else:
-        seed_everything(cfg.seed + 1)
+    history, start = _resume(cfg, checkpoint, device, method, optimizer)
 
     bar = None
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=cfg.epochs * len(train_loader), initial=start * len(train_loader),
                    desc=f"{cfg.method} -> {cfg.target} s{cfg.seed}", leave=False)
+
     def diverged(info: dict) -> Diverged:
         if bar is not None:
             bar.close()
@@ -384,36 +464,10 @@ def train(cfg: RunConfig, checkpoint: Path | None = None, progress: bool = True,
     done_now = 0
     for epoch in range(start, cfg.epochs):
         t0 = time.time()
-        method.train()
-        train_loader.set_epoch(epoch)
-        sums: dict[str, torch.Tensor] = {}
-        counts: dict[str, int] = {}
-        trace: list[dict[str, torch.Tensor]] = []
-        for step, batch in enumerate(train_loader):
-            batch = batch.to(device, non_blocking=pin)
-            optimizer.zero_grad(set_to_none=True)
-            with autocast(device, cfg.amp):
-                _, terms = method.terms(batch)
-            bad = _check_step(terms, named_params, epoch, step, after_backward=False)
-            logs = method.backward(terms) if bad is None else {}
-            bad = bad or _check_step(terms, named_params, epoch, step, after_backward=True)
-            if bad is not None:
-                raise diverged(bad)
-            optimizer.step()
-            step_logs = {f"loss_{t.name}": t.loss.detach() for t in terms}
-            for t in terms:
-                step_logs.update({k: v for k, v in t.logs.items()})
-            step_logs.update(logs)
-            for k, v in step_logs.items():
-                v = v.detach().float()
-                if v.dim() == 0:
-                    sums[k] = sums[k] + v if k in sums else v.clone()
-                    counts[k] = counts.get(k, 0) + 1
-            if cfg.trace:
-                trace.append({k: v.detach().float().cpu() for k, v in logs.items()})
-            if bar is not None:
-                bar.update(1)
-        row = {"epoch": epoch, "train": _mean_logs(sums, counts),
+        train_logs, trace, bad = _train_epoch(cfg, method, optimizer, train_loader, epoch, device, pin, bar)
+        if bad is not None:
+            raise diverged(bad)
+        row = {"epoch": epoch, "train": train_logs,
                "val": evaluate(method.model, val_loader, device, cfg.amp),
                "test": evaluate(method.model, test_loader, device, cfg.amp),
                "seconds": time.time() - t0}
@@ -421,19 +475,10 @@ def train(cfg: RunConfig, checkpoint: Path | None = None, progress: bool = True,
             raise diverged(bad)
         if cfg.trace:
             row["trace"] = _stack_trace(trace)
-        missing_for_epoch(method, history, row, val_loader, test_loader, device, cfg.amp)  # issue 18
-        for part in (method.strategy, *method.objectives):   # epoch hooks (Grad-Blending, OGM-GE's window)
-            if hasattr(part, "epoch_end"):
-                part.epoch_end(epoch, method, row, val_loader)
-        if on_epoch_end is not None:
-            rng = rng_state()
-            on_epoch_end(epoch, method, row)
-            set_rng_state(rng)
+        _epoch_hooks(cfg, method, epoch, row, history, (val_loader, test_loader), device, on_epoch_end)
         history.append(row)
         if checkpoint is not None and distributed.is_main():
-            atomic_torch_save({"run_id": cfg.run_id(), "epoch": epoch, "history": history,
-                               "method": method.state_dict(), "optimizer": optimizer.state_dict(),
-                               "rng": rng_state(), "config": cfg.to_dict()}, Path(checkpoint))
+            _save_checkpoint(cfg, Path(checkpoint), epoch, history, method, optimizer)
         done_now += 1
         if stop_after is not None and done_now >= stop_after and epoch + 1 < cfg.epochs:
             if bar is not None:
@@ -442,12 +487,8 @@ def train(cfg: RunConfig, checkpoint: Path | None = None, progress: bool = True,
                     "complete": False}
     if bar is not None:
         bar.close()
-    record = {"config": cfg.to_dict(), "run_id": cfg.run_id(), "split": split.name, "hparams": hparams,
-              "epochs": history, "final": select(history, method.model.modalities),
-              "env": environment(device), "complete": True}
-    record["final"].update(flat_missing(history, record["final"]["selected_epoch"]))  # issue 18
-    if callable(getattr(bench, "skipped_samples", None)):  # file-backed benchmarks: samples skipped for bad media
-        record["skipped_samples"] = bench.skipped_samples()
+    record = _record(cfg, split, bench, method, history, device)
+    record["hparams"] = hparams  # the method's full resolved set, for tables that filter on columns
     if keep_model:
         record["_method"] = method
     return record

@@ -15,9 +15,9 @@ from mmdg.data.base import Batch, TensorDataset
 from mmdg.methods import build_method, resolve
 from mmdg.models.model import build_model
 from mmdg.objectives import Term, true_class_prob
-from mmdg.strategies import build_strategy
+from mmdg.objectives.grad_blending import blending_weights
+from mmdg.strategies import build_strategy, total_loss
 from mmdg.strategies.agm import agm_coefficients, agm_scores
-from mmdg.strategies.grad_blending import blending_weights
 from mmdg.strategies.mmpareto import min_norm_weight, pareto_update, pareto_weights
 from mmdg.strategies.ogm_ge import ogm_coefficients
 from mmdg.strategies.pcgrad import pcgrad_project
@@ -528,3 +528,15 @@ def test_sweep_cli_runs_the_baselines(tmp_path, capsys):
     assert main(["collect", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "ogm_ge" in out and "pcgrad" in out
+
+
+def test_total_loss_keeps_float64_rounds_half_up_and_refuses_no_terms():
+    tiny = 1e-9                                                   # lost in float32 (eps 1.2e-7), kept in float64
+    terms = [Term("a", "cls", torch.tensor(1.0, dtype=torch.float64)), Term("b", "dom", torch.tensor(tiny, dtype=torch.float64))]
+    total = total_loss(terms)
+    assert total.dtype == torch.float64 and total.item() == 1.0 + tiny
+    half = total_loss([Term("h", "cls", torch.tensor(0.5, dtype=torch.float16)), Term("f", "cls", torch.tensor(0.25))])
+    assert half.dtype == torch.float32 and half.item() == 0.75
+    assert total_loss([], allow_empty=True) is None
+    with pytest.raises(ValueError, match="at least one objective"):
+        total_loss([])

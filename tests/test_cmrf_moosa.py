@@ -12,7 +12,7 @@ from mmdg.methods import build_method, resolve
 from mmdg.models.model import ModelOutput, build_model
 from mmdg.objectives import Context, build_objective
 from mmdg.objectives.cmrf import beta_halves, distill_loss, mix_pair, sma_update
-from mmdg.objectives.mmdg_methods import supcon_loss, translation_loss
+from mmdg.objectives.simmmdg import supcon_loss, translation_loss
 from mmdg.objectives.moosa import (entropy_min_loss, entropy_weighted_ce, jigsaw_batch, prediction_entropy,
                                    sample_permutations)
 from mmdg.train import RunConfig, train

@@ -11,7 +11,7 @@ from mmdg.data.base import make_loader
 from mmdg.diagnostics import (Features, FeatureTracker, canonical_correlations, cross_modal_similarity,
                               extract_features, feature_stats, fit_linear_probe, fusion_overfitting_report,
                               group_derangement, linear_cka, probe_modalities, shuffle_reliance)
-from mmdg.objectives import effective_rank, gaussian_entropy
+from mmdg.feature_stats import effective_rank, gaussian_entropy
 from mmdg.train import RunConfig, build_run, train
 
 from conftest import MLP_ENCODERS

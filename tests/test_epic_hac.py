@@ -376,3 +376,14 @@ def test_mmaction_slowonly_flow_checkpoint_is_redirected(tmp_path):
                tmp_path / "slowonly_r50_flow.pth")
     with pytest.raises(ValueError, match="SlowOnly-R50 .* 'slowonly_r50'"):
         build_encoder("r3d_18", (2, 4, 32, 32), weights=str(tmp_path / "slowonly_r50_flow.pth"))
+
+
+@pytest.mark.parametrize("name", ["epic_kitchens", "hac"])
+def test_clip_settings_are_one_dataclass_for_both_benchmarks(name):
+    bench = build_benchmark(name, short_side=8, crop_size=4, rgb_eval_crop=4, flow_eval_crop=8, mel_hop=80)
+    assert bench.settings == vd.ClipSettings(short_side=8, crop_size=4, rgb_eval_crop=4, flow_eval_crop=8, mel_hop=80)
+    assert build_benchmark(name).settings == vd.ClipSettings()                     # the reference's defaults
+    with pytest.raises(TypeError, match=r"unknown parameter\(s\) \['rgb_frame'\]; valid parameters: .*'rgb_frames'"):
+        build_benchmark(name, rgb_frame=3)
+    with pytest.raises(ValueError, match="clip setting crop_size"):
+        build_benchmark(name, crop_size=0)

@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch import nn
 
+from mmdg.feature_stats import effective_rank, gaussian_entropy
 from mmdg.methods import resolve
-from mmdg.objectives import (Context, build_objective, effective_rank, gaussian_entropy, marginal_entropy_loss,
-                             mer_loss, mer_parts, spectral_entropy_loss)
+from mmdg.objectives import (Context, build_objective, marginal_entropy_loss, mer_loss, mer_parts,
+                             spectral_entropy_loss)
 from mmdg.train import RunConfig, build_run, train
 
 from conftest import MLP_ENCODERS

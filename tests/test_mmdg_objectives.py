@@ -8,8 +8,8 @@ import torch
 from mmdg.methods import resolve
 from mmdg.models.model import ModelOutput
 from mmdg.objectives import Context, build_objective
-from mmdg.objectives.mmdg_methods import (rna_loss, shared_specific_distance, split_halves, supcon_loss,
-                                          translation_loss)
+from mmdg.objectives.rna import rna_loss
+from mmdg.objectives.simmmdg import shared_specific_distance, split_halves, supcon_loss, translation_loss
 from mmdg.train import RunConfig, build_run, train
 
 from conftest import MLP_ENCODERS

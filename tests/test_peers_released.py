@@ -21,7 +21,7 @@ from mmdg.optim import LARS, make_optimizer
 from mmdg.strategies import GMP
 from mmdg.strategies.balgrad import balgrad_weights, project_task
 from mmdg.strategies.cggm import cggm_coefficients, direction_loss
-from mmdg.strategies.gmp import discrepancy_ratios, suppression
+from mmdg.strategies.ratios import discrepancy_ratios, suppression
 from mmdg.strategies.gmp_released import released_combine
 from mmdg.train import RunConfig, train
 

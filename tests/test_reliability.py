@@ -31,6 +31,7 @@ from mmdg.data.media import MediaError
 from mmdg.experiments import results as res
 from mmdg.experiments.collect import load_runs, runs_table, summarize
 from mmdg.experiments.sweep import checkpoint_path, lock_path, record_path, run_one, sweep
+from mmdg.io import atomic_torch_save
 from mmdg.methods import resolve
 from mmdg.train import Diverged, RunConfig, train
 
@@ -481,7 +482,7 @@ def test_disk_full_says_no_space_left_with_the_path(tmp_path, monkeypatch):
     with pytest.raises(OSError, match=rf"no space left on device while writing {target}"):
         res.write_record(target, {"config": {}, "epochs": [], "final": {}})
     with pytest.raises(OSError, match="no space left on device while writing .*c.pt"):
-        res.atomic_torch_save({"x": torch.zeros(3)}, tmp_path / "c.pt")
+        atomic_torch_save({"x": torch.zeros(3)}, tmp_path / "c.pt")
     assert list(tmp_path.iterdir()) == []                        # no partial or temporary file
 
 

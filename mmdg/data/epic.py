@@ -34,7 +34,7 @@ from .annotations import (EPIC_SPLITS_FOLDER, EpicSegment, epic_split_file, read
                           resolve_splits_dir)
 from .base import BENCHMARKS
 from .media import MediaError
-from .video_datasets import ClipBenchmark, ClipDataset, ClipSettings, ceil_half, sample_indices
+from .video_datasets import ClipBenchmark, ClipDataset, ceil_half, clip_settings, sample_indices
 
 CLASSES = ("take", "put", "open", "close", "wash", "cut", "mix", "pour")
 PARTICIPANTS = {"D1": "P08", "D2": "P01", "D3": "P22"}
@@ -144,9 +144,10 @@ class EpicKitchens(ClipBenchmark):
         splits_dir / allow_pickle: where the split files are; reading ``.pkl`` needs ``allow_pickle``.
         skip_bad_media: drop (at build) or replace (at read) samples with missing/corrupt media, logged
             and counted, instead of raising.  check_media: check files exist when building datasets.
-        rgb_frames, rgb_interval, flow_frames, flow_interval, short_side, crop_size, rgb_eval_crop,
-        flow_eval_crop, audio_samples, audio_frontend (``spectrogram`` or ``log_mel``), n_mels,
-        mel_n_fft, mel_hop: clip settings (:class:`~mmdg.data.video_datasets.ClipSettings`).
+        clip: clip settings, the fields of :class:`~mmdg.data.video_datasets.ClipSettings` (rgb_frames,
+            rgb_interval, flow_frames, flow_interval, short_side, crop_size, rgb_eval_crop, flow_eval_crop,
+            audio_samples, audio_frontend (``spectrogram`` or ``log_mel``), n_mels, mel_n_fft, mel_hop;
+            the defaults are the reference's).
     """
 
     name = "epic_kitchens"
@@ -154,14 +155,9 @@ class EpicKitchens(ClipBenchmark):
     classes = CLASSES
 
     def __init__(self, data_root: str | None = None, modalities="video,flow,audio", splits_dir: str | None = None,
-                 allow_pickle: bool = False, skip_bad_media: bool = False, check_media: bool = True,
-                 rgb_frames: int = 32, rgb_interval: int = 2, flow_frames: int = 8, flow_interval: int = 4,
-                 short_side: int = 256, crop_size: int = 224, rgb_eval_crop: int = 224, flow_eval_crop: int = 256,
-                 audio_samples: int = 160_000, audio_frontend: str = "spectrogram", n_mels: int = 128,
-                 mel_n_fft: int = 512, mel_hop: int = 160):
-        settings = ClipSettings(rgb_frames, rgb_interval, flow_frames, flow_interval, short_side, crop_size,
-                                rgb_eval_crop, flow_eval_crop, audio_samples, audio_frontend, n_mels, mel_n_fft,
-                                mel_hop)
+                 allow_pickle: bool = False, skip_bad_media: bool = False, check_media: bool = True, **clip):
+        settings = clip_settings(self.name, clip, ("data_root", "modalities", "splits_dir", "allow_pickle",
+                                                   "skip_bad_media", "check_media"))
         super().__init__(data_root, modalities, settings, skip_bad_media, check_media)
         self.allow_pickle = bool(allow_pickle)
         self.splits_dir = resolve_splits_dir(splits_dir, data_root, EPIC_SPLITS_FOLDER, "D*_*.*")

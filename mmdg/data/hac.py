@@ -32,7 +32,7 @@ from . import media
 from .annotations import HAC_SPLITS_FOLDER, HacClip, hac_split_file, read_hac_list, resolve_splits_dir
 from .base import BENCHMARKS
 from .media import MediaError
-from .video_datasets import ClipBenchmark, ClipDataset, ClipSettings, sample_indices
+from .video_datasets import ClipBenchmark, ClipDataset, clip_settings, sample_indices
 
 CLASSES = ("sleeping", "watching_tv", "eating", "drinking", "swimming", "running", "opening_door")
 FPS = 24.0
@@ -119,14 +119,9 @@ class HAC(ClipBenchmark):
     classes = CLASSES
 
     def __init__(self, data_root: str | None = None, modalities="video,flow,audio", splits_dir: str | None = None,
-                 skip_bad_media: bool = False, check_media: bool = True,
-                 rgb_frames: int = 32, rgb_interval: int = 2, flow_frames: int = 8, flow_interval: int = 4,
-                 short_side: int = 256, crop_size: int = 224, rgb_eval_crop: int = 224, flow_eval_crop: int = 256,
-                 audio_samples: int = 160_000, audio_frontend: str = "spectrogram", n_mels: int = 128,
-                 mel_n_fft: int = 512, mel_hop: int = 160):
-        settings = ClipSettings(rgb_frames, rgb_interval, flow_frames, flow_interval, short_side, crop_size,
-                                rgb_eval_crop, flow_eval_crop, audio_samples, audio_frontend, n_mels, mel_n_fft,
-                                mel_hop)
+                 skip_bad_media: bool = False, check_media: bool = True, **clip):
+        settings = clip_settings(self.name, clip, ("data_root", "modalities", "splits_dir", "skip_bad_media",
+                                                   "check_media"))
         super().__init__(data_root, modalities, settings, skip_bad_media, check_media)
         self.splits_dir = resolve_splits_dir(splits_dir, data_root, HAC_SPLITS_FOLDER, "HAC_*_only_*.csv")
         self._cache: dict[tuple[str, str], HacClips] = {}

@@ -70,11 +70,6 @@ def read_frames(paths, gray: bool = False) -> torch.Tensor:
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
 
 
-def read_jpeg(path: str | Path, gray: bool = False) -> torch.Tensor:
-    """A JPEG as uint8 (C, H, W)."""
-    return torch.from_numpy(read_jpeg_array(path, gray).copy()).permute(2, 0, 1)
-
-
 def to_gray(rgb: torch.Tensor) -> torch.Tensor:
     """uint8 (..., 3, H, W) -> uint8 (..., 1, H, W) by ITU-R 601 luma, rounded as OpenCV does."""
     w = torch.tensor(GRAY_WEIGHTS, dtype=torch.float32).view(3, 1, 1)

@@ -19,7 +19,7 @@ from typing import Iterator, Sequence
 
 import torch
 
-from ..experiments.results import atomic_torch_save
+from ..io import atomic_torch_save
 from .audio import empty_mel_bands, log_mel
 from .base import BENCHMARKS, Benchmark, TensorDataset
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import multiprocessing
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -261,6 +261,17 @@ class ClipDataset(Dataset):
                     raise e.for_sample(self.sample_name(j)) from None
                 self.skip_log.read_failure(self.sample_name(j), e)
         raise MediaError("-", f"every one of the {n} samples failed to load")
+
+
+def clip_settings(who: str, clip: dict, others=()) -> ClipSettings:
+    """:class:`ClipSettings` from keyword arguments, or a TypeError naming the unknown ones and listing
+    the valid ones (``others``: the benchmark's own parameters)."""
+    names = [f.name for f in fields(ClipSettings)]
+    unknown = sorted(set(clip) - set(names))
+    if unknown:
+        raise TypeError(f"benchmark {who!r} got unknown parameter(s) {unknown}; valid parameters: "
+                        f"{sorted([*others, *names])}")
+    return ClipSettings(**clip)
 
 
 class ClipBenchmark(Benchmark):

@@ -17,8 +17,8 @@ import torch
 from torch.utils.data import Dataset
 
 from ..data.base import Batch, make_loader
+from ..feature_stats import effective_rank, gaussian_entropy, mer_parts
 from ..models.model import MultimodalModel
-from ..objectives.mer import effective_rank, gaussian_entropy, mer_parts
 
 
 @dataclass

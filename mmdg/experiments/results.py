@@ -6,70 +6,14 @@ Files are created with the user's umask (not mkstemp's 0600); a full disk is rep
 """
 from __future__ import annotations
 
-import errno
-import io
 import json
 import math
 import os
 import socket
-import tempfile
-import time
 import warnings
 from pathlib import Path
 
-import torch
-
-
-def _umask() -> int:
-    """The process umask (read from /proc where it can be: setting it to read it races with other threads)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except OSError:
-        pass
-    old = os.umask(0o022)
-    os.umask(old)
-    return old
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename it."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise _named(e, path) from None
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-        os.close(fd)
-        fd = -1
-        os.replace(tmp, path)
-    except BaseException as e:
-        if fd >= 0:
-            os.close(fd)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(e, OSError):
-            raise _named(e, path) from None
-        raise
-
-
-def _named(e: OSError, path: Path) -> OSError:
-    if e.errno == errno.ENOSPC:
-        return OSError(errno.ENOSPC, f"no space left on device while writing {path}")
-    return OSError(e.errno, f"cannot write {path}: {e.strerror or e}")
-
-
-def atomic_torch_save(obj, path: Path) -> None:
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+from ..io import atomic_write_bytes, write_error
 
 
 def json_ready(obj):
@@ -148,15 +92,6 @@ def iter_records(root: Path, bad: list | None = None):
         yield path, record
 
 
-def move_aside(path: Path, why: str) -> Path:
-    """Rename a bad file to ``<name>.corrupt-<timestamp>`` (kept for inspection) and warn naming both."""
-    path = Path(path)
-    aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
-    os.replace(path, aside)
-    warnings.warn(f"{path}: {why}; moved it aside to {aside.name}", stacklevel=2)
-    return aside
-
-
 # ---------------------------------------------------------------- run locks
 
 class RunLocked(RuntimeError):
@@ -208,7 +143,7 @@ class RunLock:
                 os.close(fd)
         except OSError as e:
             tmp.unlink(missing_ok=True)
-            raise _named(e, self.path) from None
+            raise write_error(e, self.path) from None
         try:
             for _ in range(3):
                 try:
@@ -257,11 +192,3 @@ class RunLock:
 
     def __exit__(self, *exc):
         self.release()
-
-
-def remove_stale_temporaries(path: Path) -> None:
-    """Delete the temporary files a killed writer of ``path`` left (call while holding its run lock)."""
-    path = Path(path)
-    if path.parent.is_dir():
-        for tmp in path.parent.glob(f".{path.name}.*.tmp"):
-            tmp.unlink(missing_ok=True)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from ..io import move_aside, remove_stale_temporaries
 from ..train import Diverged, RunConfig, resolve_device, train
-from .results import BadRecord, RunLock, RunLocked, move_aside, read_record, remove_stale_temporaries, write_record
+from .results import BadRecord, RunLock, RunLocked, read_record, write_record
 
 
 def record_path(results_dir: Path, cfg: RunConfig) -> Path:

@@ -8,13 +8,13 @@ with the model and are never modulated.
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from ..data.base import Batch
+from ..feature_stats import full_precision, no_autocast  # noqa: F401  (the objectives compute in full precision)
 from ..models.model import ModelOutput
 from ..registry import Registry
 
@@ -53,18 +53,13 @@ class Objective(nn.Module):
     def forward(self, out: ModelOutput, batch: Batch) -> Term:
         raise NotImplementedError
 
+    def bind(self, model: nn.Module, objectives: list) -> None:
+        """Hook (no-op here): called once by :class:`~mmdg.methods.Method` with the model and the
+        method's objectives, for objectives that need the model (e.g. DRB's initial weights)."""
 
-def no_autocast(z: torch.Tensor):
-    """A context that switches autocast off on ``z``'s device (losses computed in full precision)."""
-    try:
-        return torch.autocast(device_type=z.device.type, enabled=False)
-    except RuntimeError:  # a device type without autocast support
-        return nullcontext()
-
-
-def full_precision(z: torch.Tensor) -> torch.Tensor:
-    """``z`` as float32, or float64 if it already is (losses never run in half precision)."""
-    return z.to(torch.float64 if z.dtype == torch.float64 else torch.float32)
+    def epoch_end(self, epoch: int, method, row: dict, val_loader) -> None:
+        """Hook (no-op here): called by the trainer after each epoch's evaluation, before the
+        checkpoint (``row``: the epoch's record row, which the hook may add to)."""
 
 
 def true_class_prob(shares: dict[str, torch.Tensor], target: torch.Tensor) -> dict[str, torch.Tensor]:

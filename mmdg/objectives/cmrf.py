@@ -10,7 +10,7 @@ script (read, not copied).  CMRF adds to the fused cross-entropy
   output L2-normalised) and
 
   - SupCon over the M projections as views (``alpha_con`` = 3, temperature 0.1 with the
-    reference SupCon's base temperature 0.07, see :func:`~mmdg.objectives.mmdg_methods.supcon_loss`);
+    reference SupCon's base temperature 0.07, see :func:`~mmdg.objectives.simmmdg.supcon_loss`);
   - **distillation toward mixed teacher features**: a simple-moving-average (SMA) teacher
     of *all* weights (the model and the projectors) gives projections ``t^m``; for every
     modality pair ``(a, b)`` the teacher features are mixed with per-sample Beta(alpha, alpha)
@@ -54,9 +54,9 @@ from torch import nn
 from ..data.base import Batch
 from ..models.heads import projector
 from ..models.model import ModelOutput
-from ..registry import check_number
+from ..registry import check_int, check_number
 from .base import OBJECTIVES, Context, Objective, Term, full_precision, no_autocast, true_class_prob
-from .mmdg_methods import _check_int, supcon_loss
+from .simmmdg import supcon_loss
 
 __all__ = ["sma_update", "beta_halves", "mix_pair", "distill_loss", "CMRFUnimodal", "CMRFFlatten"]
 
@@ -163,9 +163,9 @@ class CMRFFlatten(Objective):
         self.base_temperature = None if base_temperature is None else check_number(
             "cmrf_flatten", "base_temperature", base_temperature, strict=True)
         self.mix_alpha = check_number("cmrf_flatten", "mix_alpha", mix_alpha, strict=True)
-        self.sma_start = _check_int("cmrf_flatten", "sma_start", sma_start, low=0)
-        _check_int("cmrf_flatten", "dim", dim)
-        _check_int("cmrf_flatten", "hidden", hidden)
+        self.sma_start = check_int("cmrf_flatten", "sma_start", sma_start, low=0)
+        check_int("cmrf_flatten", "dim", dim)
+        check_int("cmrf_flatten", "hidden", hidden)
         self.modalities = list(ctx.modalities)
         self.mod_weights = modality_weights(self.modalities, tuple(down),
                                             check_number("cmrf_flatten", "down_weight", down_weight))
@@ -174,7 +174,7 @@ class CMRFFlatten(Objective):
         self.teacher: nn.ModuleDict | None = None
         self._online: list[nn.Module] = []   # a plain list: the online model is not a submodule here
 
-    def bind(self, model: nn.Module, objectives=()) -> None:
+    def bind(self, model: nn.Module, objectives: list = ()) -> None:
         self._online = [model]
         self.teacher = nn.ModuleDict({"model": copy.deepcopy(model),
                                       "projectors": copy.deepcopy(self.projectors)})

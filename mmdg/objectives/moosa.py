@@ -37,9 +37,9 @@ from torch import nn
 
 from ..data.base import Batch
 from ..models.model import ModelOutput
-from ..registry import check_number
+from ..registry import check_int, check_number
 from .base import OBJECTIVES, Context, Objective, Term, full_precision, no_autocast, true_class_prob
-from .mmdg_methods import CrossModalTranslation, _check_int, translation_loss
+from .simmmdg import CrossModalTranslation, translation_loss
 
 __all__ = ["prediction_entropy", "entropy_weighted_ce", "entropy_min_loss", "sample_permutations",
            "jigsaw_batch", "MOOSAHeads", "MOOSAJigsaw", "MaskedTranslation"]
@@ -78,8 +78,8 @@ def entropy_min_loss(logits: list[torch.Tensor], eps: float = 1e-5) -> torch.Ten
 
 def sample_permutations(n: int, count: int) -> torch.Tensor:
     """``count`` distinct uniform random permutations of ``range(n)`` as a (count, n) long tensor."""
-    _check_int("sample_permutations", "n", n)
-    _check_int("sample_permutations", "count", count)
+    check_int("sample_permutations", "n", n)
+    check_int("sample_permutations", "count", count)
     if count > math.factorial(n):
         raise ValueError(f"sample_permutations: count={count} exceeds the {math.factorial(n)} permutations of {n} "
                          f"chunks (lower jigsaw_perms or raise jigsaw_splits)")
@@ -144,9 +144,9 @@ class MOOSAJigsaw(Objective):
 
     def __init__(self, ctx: Context, weight: float = 1.0, splits: int = 4, perms: int = 128, hidden: int = 512):
         super().__init__("moosa_jigsaw", check_number("moosa_jigsaw", "weight", weight))
-        self.splits = _check_int("moosa_jigsaw", "splits", splits)
-        _check_int("moosa_jigsaw", "perms", perms)
-        _check_int("moosa_jigsaw", "hidden", hidden)
+        self.splits = check_int("moosa_jigsaw", "splits", splits)
+        check_int("moosa_jigsaw", "perms", perms)
+        check_int("moosa_jigsaw", "hidden", hidden)
         self.modalities = list(ctx.modalities)
         bad = {m: ctx.feat_dims[m] for m in self.modalities if ctx.feat_dims[m] % splits}
         if bad:

@@ -2,7 +2,7 @@
 
 Strategies take gradients with ``torch.autograd.grad`` (never ``.backward()`` on a
 partial loss, so nothing leaks into ``.grad``) and write the result with
-:func:`_accumulate`.
+:func:`accumulate_grad`.
 """
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import torch
 from torch import nn
 
 from ..models.model import MultimodalModel
+from ..feature_stats import full_precision
 from ..objectives.base import Term
 
 
-def _flat(grads, params, device: torch.device) -> torch.Tensor:
+def flat_grads(grads, params, device: torch.device) -> torch.Tensor:
     """Concatenate gradients (None -> zeros) into one 1-D vector on ``device``."""
     if not params:
         return torch.zeros(0, device=device)
@@ -21,17 +22,31 @@ def _flat(grads, params, device: torch.device) -> torch.Tensor:
                       for g, p in zip(grads, params)])
 
 
-def _accumulate(p: nn.Parameter, g: torch.Tensor) -> None:
+def accumulate_grad(p: nn.Parameter, g: torch.Tensor) -> None:
+    """Add ``g`` to ``p.grad`` (set it if there is none), in ``p``'s dtype."""
     if p.grad is None:
         p.grad = g if g.dtype == p.dtype else g.to(p.dtype)
     else:
         p.grad.add_(g)
 
 
-def _sum_loss(terms: list[Term]) -> torch.Tensor | None:
+def total_loss(terms: list[Term], allow_empty: bool = False) -> torch.Tensor | None:
+    """The sum of the terms' losses, in float32 (float64 stays float64, so a float64 check is not
+    rounded).  No terms: None if ``allow_empty``, else a ValueError."""
     if not terms:
-        return None
-    return torch.stack([t.loss if t.loss.dtype == torch.float64 else t.loss.float() for t in terms]).sum()
+        if allow_empty:
+            return None
+        raise ValueError("a method needs at least one objective")
+    return torch.stack([full_precision(t.loss) for t in terms]).sum()
+
+
+def per_modality(groups: dict[str, list[nn.Parameter]]):
+    """``(i, modality, params, slice)`` per modality, the slice locating its parameters in the
+    concatenation of all groups' parameters (the order gradients are taken in)."""
+    start = 0
+    for i, (m, ps) in enumerate(groups.items()):
+        yield i, m, ps, slice(start, start + len(ps))
+        start += len(ps)
 
 
 def split_params(model: MultimodalModel, params: list[nn.Parameter]):
@@ -60,7 +75,7 @@ def add_grads(*grads):
 def write_grads(params: list[nn.Parameter], grads) -> None:
     for p, g in zip(params, grads):
         if g is not None:
-            _accumulate(p, g)
+            accumulate_grad(p, g)
 
 
 def class_confidence(terms: list[Term], who: str) -> dict[str, torch.Tensor]:

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..models.fusion import ConcatFusion, SumFusion
 from ..registry import check_number
-from ._grads import _sum_loss, add_grads, class_confidence, grads_of, split_params, write_grads
+from ._grads import add_grads, class_confidence, grads_of, per_modality, split_params, total_loss, write_grads
 from .base import STRATEGIES, Strategy
 
 _PROB_FLOOR = 1e-8  # the reference clamps probabilities at 1e-8 before the log
@@ -110,17 +110,14 @@ class AGM(Strategy, nn.Module):
         rest = [t for t in terms if t.kind != "cls"]
         enc_flat = [p for m in mods for p in enc[m]]
         allp = enc_flat + heads
-        l_rest = _sum_loss(rest)
-        g_cls = grads_of(_sum_loss(cls), allp, retain=l_rest is not None)
+        l_rest = total_loss(rest, allow_empty=True)
+        g_cls = grads_of(total_loss(cls, allow_empty=True), allp, retain=l_rest is not None)
         g_rest = grads_of(l_rest, allp, retain=False)
         n = len(enc_flat)
         write_grads(heads, add_grads(g_cls[n:], g_rest[n:]))
-        start = 0
-        for i, m in enumerate(mods):
-            sl = slice(start, start + len(enc[m]))
-            start += len(enc[m])
+        for i, m, ps, sl in per_modality(enc):
             scaled = [None if g is None else g * k[i].to(g.dtype) for g in g_cls[sl]]
-            write_grads(enc[m], add_grads(scaled, g_rest[sl]))
+            write_grads(ps, add_grads(scaled, g_rest[sl]))
         logs = {}
         for i, m in enumerate(mods):
             logs.update({f"agm/score_{m}": scores[i].detach(), f"agm/ratio_{m}": ratio[i].detach(),

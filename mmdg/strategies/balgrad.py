@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from ._grads import _flat, _sum_loss, add_grads, grads_of, split_params, write_grads
+from ._grads import add_grads, flat_grads, grads_of, split_params, total_loss, write_grads
 from .base import STRATEGIES, Strategy
 
 WEIGHTINGS = ("loss", "none")
@@ -70,10 +70,10 @@ class BalGrad(Strategy):
         mods = list(enc)
         enc_flat = [p for m in mods for p in enc[m]]
         allp = enc_flat + heads
-        l_rest = _sum_loss(rest)
-        g_t = grads_of(_sum_loss(task), allp, retain=True)
-        g_u = grads_of(_sum_loss(uni), allp, retain=True)
-        g_k = grads_of(_sum_loss(kl), allp, retain=l_rest is not None)
+        l_rest = total_loss(rest, allow_empty=True)
+        g_t = grads_of(total_loss(task, allow_empty=True), allp, retain=True)
+        g_u = grads_of(total_loss(uni, allow_empty=True), allp, retain=True)
+        g_k = grads_of(total_loss(kl, allow_empty=True), allp, retain=l_rest is not None)
         g_r = grads_of(l_rest, allp, retain=False)
         n = len(enc_flat)
         write_grads(heads, add_grads(g_t[n:], g_u[n:], g_k[n:], g_r[n:]))
@@ -84,10 +84,10 @@ class BalGrad(Strategy):
         w = balgrad_weights(losses) if self.weighting == "loss" else torch.ones_like(losses)
         # g_kl: the reweighted KL gradients of all encoders, as one vector
         sizes = [sum(p.numel() for p in enc[m]) for m in mods]
-        kl_vec = _flat(g_k[:n], enc_flat, dev)
+        kl_vec = flat_grads(g_k[:n], enc_flat, dev)
         scale = torch.cat([torch.full((s,), float(w[i]), device=dev, dtype=kl_vec.dtype) for i, s in enumerate(sizes)])
         g_kl = kl_vec * scale
-        t_vec = _flat(g_t[:n], enc_flat, dev)
+        t_vec = flat_grads(g_t[:n], enc_flat, dev)
         t_perp, dot = project_task(t_vec, g_kl)
         new = t_perp + g_kl
         views = [v.view_as(p) for v, p in zip(new.split([p.numel() for p in enc_flat]), enc_flat)]

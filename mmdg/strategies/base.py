@@ -12,26 +12,28 @@ from torch import nn
 from ..models.model import MultimodalModel
 from ..objectives.base import Term
 from ..registry import Registry
+from ._grads import total_loss
 
 STRATEGIES = Registry("strategy")
 
 
 class Strategy:
-    """A strategy may also define ``epoch_end(epoch, method, row, val_loader)``: the trainer calls
-    it after each epoch's evaluation, before the checkpoint (objectives may define it too)."""
+    """How the terms' gradients reach the parameters; :meth:`bind` and :meth:`epoch_end` are hooks
+    (no-ops here) that a strategy overrides when it needs the model or an epoch's results."""
 
     name = ""
+
+    def bind(self, model: MultimodalModel, objectives: list) -> None:
+        """Called once by :class:`~mmdg.methods.Method` with the model and the method's objectives."""
+
+    def epoch_end(self, epoch: int, method, row: dict, val_loader) -> None:
+        """Called by the trainer after each epoch's evaluation, before the checkpoint (``row``: the
+        epoch's record row, which the hook may add to)."""
 
     def backward(self, terms: list[Term], model: MultimodalModel,
                  params: list[nn.Parameter]) -> dict[str, torch.Tensor]:
         """Set ``.grad`` of ``params`` (all trainable parameters); return detached logs."""
         raise NotImplementedError
-
-
-def total_loss(terms: list[Term]) -> torch.Tensor:
-    if not terms:
-        raise ValueError("a method needs at least one objective")
-    return torch.stack([t.loss.float() for t in terms]).sum()
 
 
 @STRATEGIES.register("sum")

@@ -35,7 +35,8 @@ from torch import nn
 
 from ..models.fusion import ConcatFusion
 from ..registry import check_number
-from .base import STRATEGIES, Strategy, total_loss
+from ._grads import total_loss
+from .base import STRATEGIES, Strategy
 
 
 def cggm_coefficients(acc: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:

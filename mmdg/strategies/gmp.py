@@ -67,15 +67,16 @@ from torch import nn
 
 from ..models.model import MultimodalModel
 from ..objectives.base import Term
-from ._grads import _accumulate, _flat, _sum_loss, split_params
+from ._grads import accumulate_grad, flat_grads, per_modality, split_params, total_loss
 from .base import STRATEGIES, Strategy
+from .ratios import discrepancy_ratios, suppression, task_strength
+from .ratios import detached_float as _f  # the short name gmp_combine's source (printed in chapter 4) uses
 
 MODULATE = ("decoupled", "unified", "k_only", "p_only", "none")
 PROJECT = ("adaptive", "cls", "dom", "pcgrad", "reverse", "none")
 VARIANTS = ("paper", "unimodal_heads", "released")   # "released": strategy gmp_released (gmp_released.py)
 ENGINES = ("fast", "naive")
 BRANCHES = ("none", "project_cls", "project_dom", "project_both")  # index = branch code
-_RATIO_FLOOR = 1e-12
 
 #: GMP Table 4 rows as (modulate, project).  The modulation rows are "without CAGP" and the
 #: projection rows "without IGDM", as in the paper; "base" switches both off (= the sum strategy).
@@ -102,12 +103,6 @@ def ablation_options(name: str) -> dict[str, str]:
     return {"modulate": modulate, "project": project}
 
 
-def _f(x: torch.Tensor) -> torch.Tensor:
-    """Detached, at least float32 (float64 stays float64)."""
-    x = x.detach()
-    return x if x.dtype == torch.float64 else x.float()
-
-
 def _check(name: str, value, choices) -> None:
     if value not in choices:
         raise ValueError(f"GMP option {name}={value!r} is not one of {list(choices)}")
@@ -125,41 +120,6 @@ def check_options(alpha_k: float, alpha_p: float, modulate: str = "decoupled", p
 
 
 # ----------------------------------------------------------------------------- scalars
-def discrepancy_ratios(q_sums: torch.Tensor, c_sums: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """rho, sigma (GMP Eq. 8) from per-modality confidence sums of shape (M,).
-
-    "other" = mean over the other modalities; M == 1 gives rho = sigma = 1.
-    """
-    q_sums, c_sums = _f(q_sums), _f(c_sums)
-    m = q_sums.numel()
-    if m < 2:
-        return torch.ones_like(q_sums), torch.ones_like(c_sums)
-    others = 1.0 - torch.eye(m, dtype=q_sums.dtype, device=q_sums.device)   # sum the others directly
-    q_other = (others @ q_sums) / (m - 1)                                     # (no total - own cancellation)
-    c_other = (others.to(c_sums.dtype) @ c_sums) / (m - 1)
-    rho = q_sums / q_other.clamp_min(_RATIO_FLOOR)
-    sigma = c_other / c_sums.clamp_min(_RATIO_FLOOR)
-    return rho, sigma
-
-
-def task_strength(rho: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """Gamma = rho / sigma (GMP §CAGP), sigma clamped away from 0 so that it is never NaN.
-
-    Only reported: the branch test uses the equivalent ``rho >= sigma`` (sigma > 0).
-    """
-    return rho / sigma.clamp_min(_RATIO_FLOOR)
-
-
-def suppression(ratio: torch.Tensor, alpha: float, ogm_form: bool = False) -> torch.Tensor:
-    """1 - tanh(alpha * ratio) where ratio > 1, else 1 (GMP Eqs. 9-10), clamped to [0, 1].
-
-    ``ogm_form``: 1 - tanh(alpha * (ratio - 1)) instead (OGM-GE's continuous form).
-    """
-    x = ratio - 1.0 if ogm_form else ratio
-    coeff = (1.0 - torch.tanh(alpha * x)).clamp(0.0, 1.0)
-    return torch.where(ratio > 1.0, coeff, torch.ones_like(coeff))
-
-
 def modulation(rho: torch.Tensor, sigma: torch.Tensor, alpha_k: float, alpha_p: float,
                modulate: str = "decoupled", ogm_form: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(k, p): the coefficients applied to g_c and g_d under each Table 4 modulation option."""
@@ -388,7 +348,7 @@ class GMP(Strategy):
         missing = [m for m in mods if m not in q or m not in c]
         if missing:
             raise KeyError(f"GMP: no confidence for modalities {missing} (q has {sorted(q)}, c has {sorted(c)})")
-        losses = (_sum_loss(cls), _sum_loss(dom), _sum_loss(rest))
+        losses = (total_loss(cls, allow_empty=True), total_loss(dom, allow_empty=True), total_loss(rest, allow_empty=True))
         self._step += 1
         want_logs = bool(self.log_every) and (self._step - 1) % self.log_every == 0
         run = self._fast if self.engine == "fast" else self._naive
@@ -414,12 +374,9 @@ class GMP(Strategy):
         g_d = torch.autograd.grad(l_d, allp, retain_graph=l_o is not None, allow_unused=True)
         g_o = torch.autograd.grad(l_o, allp, allow_unused=True) if l_o is not None else (None,) * len(allp)
         # one flat vector per modality and loss, and its Gram scalars
-        flats_c, flats_d, grams, start = [], [], [], 0
-        for m in mods:
-            ps = enc[m]
-            sl = slice(start, start + len(ps))
-            start += len(ps)
-            fc, fd = _flat(g_c[sl], ps, dev), _flat(g_d[sl], ps, dev)
+        flats_c, flats_d, grams = [], [], []
+        for _, m, ps, sl in per_modality(enc):
+            fc, fd = flat_grads(g_c[sl], ps, dev), flat_grads(g_d[sl], ps, dev)
             flats_c.append(fc)
             flats_d.append(fd)
             grams.append(torch.stack([torch.dot(fc, fd), torch.dot(fc, fc), torch.dot(fd, fd)]).to(dev))
@@ -429,22 +386,19 @@ class GMP(Strategy):
         pl = plan(sums_q, sums_c, gram[:, 0], gram[:, 1], gram[:, 2],
                   self.alpha_k, self.alpha_p, **self.options)
         a, b = pl["a"].to(gram.dtype), pl["b"].to(gram.dtype)
-        start = 0
-        for i, m in enumerate(mods):
-            ps = enc[m]
-            go = g_o[start:start + len(ps)]
-            start += len(ps)
+        for i, m, ps, sl in per_modality(enc):
+            go = g_o[sl]
             if not ps:
                 continue
             # G^m = a g_c + b g_d, in place in the flat buffers (no copy per parameter)
             G = flats_c[i].mul_(a[i]).add_(flats_d[i].mul_(b[i]))
             views = [v.view_as(p) for v, p in zip(G.split([p.numel() for p in ps]), ps)]
             for p, v, g in zip(ps, views, go):
-                _accumulate(p, v if g is None else v.add_(g))
+                accumulate_grad(p, v if g is None else v.add_(g))
         for j, p in enumerate(heads, start=len(enc_flat)):
             parts = [g for g in (g_c[j], g_d[j], g_o[j]) if g is not None]
             if parts:
-                _accumulate(p, parts[0] if len(parts) == 1 else torch.stack(parts).sum(0))
+                accumulate_grad(p, parts[0] if len(parts) == 1 else torch.stack(parts).sum(0))
         if not want_logs:
             return {}
         dot, nc, nd = gram.unbind(1)
@@ -461,13 +415,13 @@ class GMP(Strategy):
             ps = enc[m]
             gc = torch.autograd.grad(l_c, ps, retain_graph=True, allow_unused=True) if ps else ()
             gd = torch.autograd.grad(l_d, ps, retain_graph=True, allow_unused=True) if ps else ()
-            g_c[m], g_d[m] = _flat(gc, ps, dev), _flat(gd, ps, dev)
+            g_c[m], g_d[m] = flat_grads(gc, ps, dev), flat_grads(gd, ps, dev)
         G, info = gmp_combine(g_c, g_d, q, c, self.alpha_k, self.alpha_p, **self.options)
         total = l_c + l_d + (l_o if l_o is not None else 0.0)
         if heads:                                     # heads: plain gradient of all terms
             for p, g in zip(heads, torch.autograd.grad(total, heads, retain_graph=True, allow_unused=True)):
                 if g is not None:
-                    _accumulate(p, g)
+                    accumulate_grad(p, g)
         g_o = torch.autograd.grad(l_o, enc_flat, allow_unused=True) if l_o is not None and enc_flat else None
         j = 0
         for m in mods:
@@ -478,7 +432,7 @@ class GMP(Strategy):
                 if g_o is not None and g_o[j] is not None:
                     g = g + g_o[j]
                 j += 1
-                _accumulate(p, g)
+                accumulate_grad(p, g)
         if not want_logs:
             return {}
         dot = torch.stack([torch.dot(g_c[m], g_d[m]) for m in mods])

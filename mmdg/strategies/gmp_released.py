@@ -37,9 +37,10 @@ from __future__ import annotations
 
 import torch
 
-from ._grads import _flat, _sum_loss, grads_of, write_grads
+from ._grads import flat_grads, grads_of, per_modality, total_loss, write_grads
 from .base import STRATEGIES, Strategy
-from .gmp import check_options, discrepancy_ratios, suppression
+from .gmp import check_options
+from .ratios import discrepancy_ratios, suppression
 
 _EPS = 1e-12
 
@@ -104,24 +105,21 @@ class GMPReleased(Strategy):
                                         torch.stack([c[m].float().sum() for m in mods]))
         k, p = suppression(rho, self.alpha_k), suppression(sigma, self.alpha_p)
         flat = [x for m in mods for x in theta[m]]
-        l_rest = _sum_loss(rest)
-        g_c = grads_of(_sum_loss(cls), flat, retain=True)
-        g_d = grads_of(_sum_loss(dom), flat + (self._dom if self.train_disc else []), retain=l_rest is not None)
+        l_rest = total_loss(rest, allow_empty=True)
+        g_c = grads_of(total_loss(cls, allow_empty=True), flat, retain=True)
+        g_d = grads_of(total_loss(dom, allow_empty=True), flat + (self._dom if self.train_disc else []), retain=l_rest is not None)
         g_r = grads_of(l_rest, params, retain=False)
         write_grads(params, g_r)                            # the ordinary backward of the other terms
         if self.train_disc:
             write_grads(self._dom, g_d[len(flat):])
-        branches, start = [], 0
-        for i, m in enumerate(mods):
-            ps = theta[m]
-            sl = slice(start, start + len(ps))
-            start += len(ps)
+        branches = []
+        for i, m, ps, sl in per_modality(theta):
             if not ps:
                 branches.append(0)
                 continue
             dev = ps[0].device
-            gc = k[i].to(dev) * _flat(g_c[sl], ps, dev)
-            gd = p[i].to(dev) * _flat(g_d[sl], ps, dev)
+            gc = k[i].to(dev) * flat_grads(g_c[sl], ps, dev)
+            gd = p[i].to(dev) * flat_grads(g_d[sl], ps, dev)
             mask = torch.cat([torch.full((x.numel(),), j < len(enc[m]), device=dev) for j, x in enumerate(ps)])
             G, branch = released_combine(gc, gd, rho[i], sigma[i], mask)
             write_grads(ps, [v.view_as(x) for v, x in zip(G.split([x.numel() for x in ps]), ps)])

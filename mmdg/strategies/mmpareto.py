@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from ..registry import check_number
-from ._grads import _flat, _sum_loss, add_grads, grads_of, split_params, write_grads
+from ._grads import add_grads, flat_grads, grads_of, per_modality, split_params, total_loss, write_grads
 from .base import STRATEGIES, Strategy
 
 
@@ -95,22 +95,19 @@ class MMPareto(Strategy):
         mods = list(enc)
         enc_flat = [p for m in mods for p in enc[m]]
         allp = enc_flat + heads
-        l_rest = _sum_loss(rest)
-        g_mm = grads_of(_sum_loss(mm), allp, retain=True)
-        g_uni = grads_of(_sum_loss(uni), allp, retain=l_rest is not None)
+        l_rest = total_loss(rest, allow_empty=True)
+        g_mm = grads_of(total_loss(mm, allow_empty=True), allp, retain=True)
+        g_uni = grads_of(total_loss(uni, allow_empty=True), allp, retain=l_rest is not None)
         g_rest = grads_of(l_rest, allp, retain=False)
         n = len(enc_flat)
         write_grads(heads, add_grads(g_mm[n:], g_uni[n:], g_rest[n:]))
-        logs, start = {}, 0
-        for m in mods:
-            ps = enc[m]
-            sl = slice(start, start + len(ps))
-            start += len(ps)
+        logs = {}
+        for _, m, ps, sl in per_modality(enc):
             if not ps:
                 continue
             a = [g if g is not None else torch.zeros_like(p) for g, p in zip(g_mm[sl], ps)]
             b = [g if g is not None else torch.zeros_like(p) for g, p in zip(g_uni[sl], ps)]
-            w_mm, w_uni, cos = pareto_weights(_flat(a, ps, ps[0].device), _flat(b, ps, ps[0].device))
+            w_mm, w_uni, cos = pareto_weights(flat_grads(a, ps, ps[0].device), flat_grads(b, ps, ps[0].device))
             new = [pareto_update(x, y, w_mm, w_uni, self.gamma) for x, y in zip(a, b)]
             write_grads(ps, add_grads(new, g_rest[sl]))
             logs[f"mmpareto/cos_{m}"] = cos.detach()

@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from ..registry import check_number
-from ._grads import class_confidence
-from .base import STRATEGIES, Strategy, total_loss
-from .gmp import discrepancy_ratios, suppression
+from ._grads import class_confidence, total_loss
+from .base import STRATEGIES, Strategy
+from .ratios import discrepancy_ratios, suppression
 
 
 def ogm_coefficients(q_sums: torch.Tensor, alpha: float, literal: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

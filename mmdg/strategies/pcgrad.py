@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ._grads import _flat, add_grads, grads_of, write_grads
+from ._grads import add_grads, flat_grads, grads_of, write_grads
 from .base import STRATEGIES, Strategy
 
 REDUCTIONS = ("sum", "mean")
@@ -77,7 +77,7 @@ class PCGrad(Strategy):
         if not shared:
             return {}
         ps = [params[j] for j in shared]
-        flats = [_flat([gi[j] for j in shared], ps, ps[0].device) for gi in g]
+        flats = [flat_grads([gi[j] for j in shared], ps, ps[0].device) for gi in g]
         order = None
         if n_tasks > 2:
             order = []

@@ -2,8 +2,8 @@
 classification networks hard?"): a weighting of the fused and unimodal heads' losses.
 
 It is an objective weighting, not a gradient strategy, so it is the objective
-``grad_blending`` (kind ``cls``), used with the ``sum`` strategy; it sits here with the other
-balancing baselines.  Between two checkpoints n and n + dn, per head k:
+``grad_blending`` (kind ``cls``), used with the ``sum`` strategy (the method ``grad_blending``
+sits with the other balancing baselines in :mod:`mmdg.methods`).  Between two checkpoints n and n + dn, per head k:
 
     O_n = L^V_n - L^T_n                       (overfitting: held-out minus train loss)
     dG_k = L^V_n - L^V_{n+dn}                 (generalisation: decrease of the held-out loss)
@@ -17,8 +17,8 @@ import torch.nn.functional as F
 
 from ..data.base import Batch
 from ..models.model import ModelOutput
-from ..objectives.base import OBJECTIVES, Context, Objective, Term, true_class_prob
-from ..objectives.unimodal_heads import UnimodalHeads
+from .base import OBJECTIVES, Context, Objective, Term, true_class_prob
+from .unimodal_heads import UnimodalHeads
 
 HEADS = ("aux", "shares")
 _EPS = 1e-12

@@ -1,7 +1,7 @@
-"""SimMMDG's objectives (Dong et al., NeurIPS 2023) and RNA-Net's relative norm alignment.
+"""SimMMDG's objectives (Dong et al., NeurIPS 2023).
 
-Source: ``SIMMMDG_PIPELINE_AND_PEERS.md`` §1.5 (the released SimMMDG train step) and §4
-(RNA-Net, Planamente et al., WACV 2022; no code released, the loss is the paper's).
+Source: ``SIMMMDG_PIPELINE_AND_PEERS.md`` §1.5 (the released SimMMDG train step).  RNA-Net's
+relative norm alignment is in :mod:`mmdg.objectives.rna`.
 
 SimMMDG splits each modality's encoder feature ``z^m`` (N, d_m) into a *shared* half
 ``z^m[:, :d_m/2]`` and a *specific* half ``z^m[:, d_m/2:]``, as the reference does, and adds
@@ -27,20 +27,14 @@ from torch import nn
 from ..data.base import Batch
 from ..models.heads import projector
 from ..models.model import ModelOutput
-from ..registry import check_number
+from ..registry import check_int, check_number
 from .base import Context, OBJECTIVES, Objective, Term, full_precision, no_autocast
 
-__all__ = ["supcon_loss", "shared_specific_distance", "translation_loss", "rna_loss", "split_halves",
-           "SupConShared", "SharedSpecificDistance", "CrossModalTranslation", "RelativeNormAlignment"]
+__all__ = ["supcon_loss", "shared_specific_distance", "translation_loss", "split_halves",
+           "SupConShared", "SharedSpecificDistance", "CrossModalTranslation"]
 
 
 # ------------------------------------------------------------------------------------- helpers
-
-def _check_int(owner: str, name: str, value, low: int = 1) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{owner}: {name} must be an int >= {low}, got {value!r}")
-    return value
-
 
 def split_halves(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(shared, specific) = (z[:, :d/2], z[:, d/2:])``; ``d`` must be even."""
@@ -139,22 +133,6 @@ def translation_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return torch.sqrt((d * d).sum(1) + 1e-12).mean()
 
 
-def rna_loss(feats: dict[str, torch.Tensor], modalities: list[str] | None = None) -> torch.Tensor:
-    """Relative norm alignment (RNA-Net): ``(mean_i |f^a_i| / mean_i |f^b_i| - 1)^2``.
-
-    ``a``, ``b`` are the first and second modality (in ``modalities`` order, default the
-    dict's).  For M > 2 modalities (a generalisation; the paper has two) the loss is the mean
-    over pairs ``i < j`` of ``(n_i / n_j - 1)^2``, ``n`` the batch-mean L2 norms.
-    """
-    mods = list(modalities or feats)
-    if len(mods) < 2:
-        raise ValueError(f"rna_loss needs at least 2 modalities, got {mods}")
-    with no_autocast(feats[mods[0]]):
-        norms = [full_precision(feats[m]).norm(dim=1).mean() for m in mods]
-        vals = [(norms[i] / norms[j] - 1.0) ** 2 for i in range(len(mods)) for j in range(i + 1, len(mods))]
-        return torch.stack(vals).mean()
-
-
 # ------------------------------------------------------------------------------------- objectives
 
 def _even_dims(owner: str, ctx: Context) -> None:
@@ -185,8 +163,8 @@ class SupConShared(Objective):
         self.temperature = check_number("supcon_shared", "temperature", temperature, strict=True)
         self.base_temperature = None if base_temperature is None else check_number(
             "supcon_shared", "base_temperature", base_temperature, strict=True)
-        _check_int("supcon_shared", "dim", dim)
-        _check_int("supcon_shared", "hidden", hidden)
+        check_int("supcon_shared", "dim", dim)
+        check_int("supcon_shared", "hidden", hidden)
         if norm not in ("layer", "batch", "none"):
             raise ValueError(f"supcon_shared: norm must be 'layer', 'batch' or 'none', got {norm!r}")
         self.modalities = list(ctx.modalities)
@@ -240,7 +218,7 @@ class CrossModalTranslation(Objective):
         super().__init__("translation", check_number("translation", "weight", weight))
         if len(ctx.modalities) < 2:
             raise ValueError(f"translation: needs at least 2 modalities, got {ctx.modalities}")
-        _check_int("translation", "hidden", hidden)
+        check_int("translation", "hidden", hidden)
         dropout = check_number("translation", "dropout", dropout)
         if dropout >= 1:
             raise ValueError(f"translation: dropout must be in [0, 1), got {dropout!r}")
@@ -263,26 +241,3 @@ class CrossModalTranslation(Objective):
         if not srcs:
             raise KeyError(f"{self.name}: no translator into modality {missing!r} from {sorted(feats)}")
         return torch.stack([self.translators[f"{a}->{missing}"](feats[a]) for a in srcs]).mean(0)
-
-
-@OBJECTIVES.register("rna")
-class RelativeNormAlignment(Objective):
-    """``lambda * rna_loss(feats)``: equalise the modalities' batch-mean feature norms (kind "other").
-
-    RNA-Net (Planamente et al., WACV 2022) on the encoder features; ratio = first / second
-    modality in the model's order; M > 2: mean over pairs (see :func:`rna_loss`).
-    """
-
-    kind = "other"
-
-    def __init__(self, ctx: Context, weight: float = 1.0):
-        super().__init__("rna", check_number("rna", "weight", weight))
-        if len(ctx.modalities) < 2:
-            raise ValueError(f"rna: needs at least 2 modalities, got {ctx.modalities}")
-        self.modalities = list(ctx.modalities)
-
-    def forward(self, out: ModelOutput, batch: Batch) -> Term:
-        loss = rna_loss(out.feats, self.modalities)
-        logs = {"rna": loss.detach()}
-        logs.update({f"feat_norm_{m}": out.feats[m].detach().float().norm(dim=1).mean() for m in self.modalities})
-        return Term(self.name, self.kind, self.weight * loss, None, logs)
