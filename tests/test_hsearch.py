@@ -35,9 +35,10 @@ def test_trials_are_the_default_and_seeded_draws_and_the_choice_is_retrained_wit
     configs = [RunConfig(**{**base.to_dict(), "target": t, "seed": s}) for t in ("d0", "d1") for s in (3, 4, 5)]
     cells = trial_configs(configs, 3)
     assert sorted(cells) == [("base", "d0"), ("base", "d1")]
-    for cs in cells.values():
+    for (_, target), cs in cells.items():
+        plain = next(c for c in configs if c.target == target and c.seed == 3)
         assert [c.seed for c in cs] == [3, 3, 3, 3]             # the search uses the first seed
-        assert cs[0].hparams == {} and cs[0].run_id() == configs[0].run_id()  # trial 0 = the plain run
+        assert cs[0].hparams == {} and cs[0].run_id() == plain.run_id()  # trial 0 = the plain run
         drawn = [{**sample_hparams("base", t)} for t in (1, 2, 3)]
         assert [{**sample_hparams("base", 0), **c.hparams} for c in cs[1:]] == drawn
         assert len({json.dumps(c.hparams, sort_keys=True) for c in cs}) == 4
@@ -74,3 +75,16 @@ def test_sweep_hparam_trials_trains_the_trials_and_retrains_the_best_by_source_v
     assert "hparam search base -> d0: trial" in out and "4 finished, 1 skipped" in out and "0 failed" in out
     assert main(argv) == 0                                        # relaunched: everything is done
     assert "0 finished, 5 skipped" in capsys.readouterr().out  # 3 trials, then the 2 seeds of the choice
+
+
+def test_a_search_distribution_outside_the_valid_range_is_refused_naming_it():
+    from mmdg.hparams import HParam, LogUniform
+    with pytest.raises(ValueError, match=r"hyperparameter 'lambda_x': search distribution .* reaches 2"):
+        HParam("lambda_x", 0.5, "a weight in [0, 1]", search=LogUniform(0.1, 2.0), low=0.0, high=1.0)
+
+
+def test_bad_hparam_trials_is_one_line(tmp_path, capsys):
+    from mmdg.experiments.hsearch import check_trials
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="--hparam-trials must be an integer >= 0"):
+            check_trials(bad)
