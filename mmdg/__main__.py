@@ -126,7 +126,8 @@ def cmd_train(a) -> int:
     grid(cfg, [cfg.method], [cfg.target], [cfg.seed])  # validate names, ranges, device first
     from . import distributed
     if distributed.launched():  # torchrun --nproc-per-node N -m mmdg train ...
-        path, rec, skipped = distributed.run(cfg, Path(a.results), a.overwrite, progress=not a.quiet)
+        from .experiments.torchrun import run
+        path, rec, skipped = run(cfg, Path(a.results), a.overwrite, progress=not a.quiet)
         if not distributed.is_main():
             return 3 if rec.get("status") == "diverged" else 0
     else:
