@@ -124,7 +124,14 @@ def cmd_train(a) -> int:
     from .experiments.sweep import grid, run_one
     cfg = _config(a, a.method, a.target, a.seed)
     grid(cfg, [cfg.method], [cfg.target], [cfg.seed])  # validate names, ranges, device first
-    path, rec, skipped = run_one(cfg, Path(a.results), a.overwrite, progress=not a.quiet)
+    from . import distributed
+    if distributed.launched():  # torchrun --nproc-per-node N -m mmdg train ...
+        from .experiments.torchrun import run
+        path, rec, skipped = run(cfg, Path(a.results), a.overwrite, progress=not a.quiet)
+        if not distributed.is_main():
+            return 3 if rec.get("status") == "diverged" else 0
+    else:
+        path, rec, skipped = run_one(cfg, Path(a.results), a.overwrite, progress=not a.quiet)
     print(f"{'exists' if skipped else 'wrote'} {path}")
     if rec.get("status") == "diverged":
         print(f"error: {rec['diverged']['message']}; the run is recorded as diverged (not a result)",
@@ -135,16 +142,32 @@ def cmd_train(a) -> int:
           f"(oracle target {f['oracle_test_acc']:.2f} at epoch {f['oracle_epoch']})")
 
 
-def cmd_sweep(a) -> None:
-    from .experiments.sweep import sweep
+def cmd_sweep(a) -> int:
+    from .experiments.launchers import check_launch, launch, slurm_options
+    from .experiments.sweep import check_results_dir, grid
+    from .experiments.hsearch import check_trials, launch_search
+    check_launch(a.launcher, a.jobs)
+    check_trials(a.hparam_trials)
+    slurm = slurm_options(a, _pairs) if a.launcher == "slurm" else None
+    check_results_dir(Path(a.results))
     base = _config(a, "erm", "-", 0)
-    sweep(base, a.methods, _targets(a), a.seeds, Path(a.results), a.overwrite, progress=not a.quiet)
+    configs = grid(base, a.methods, _targets(a), a.seeds)
+    opts = dict(launcher=a.launcher, jobs=a.jobs, overwrite=a.overwrite, progress=not a.quiet, slurm=slurm)
+    if a.hparam_trials:
+        summary, _ = launch_search(configs, a.hparam_trials, Path(a.results), **opts)
+    else:
+        summary = launch(configs, Path(a.results), **opts)
+    print("\n".join(summary.lines()))
+    return 0 if summary.ok else 1
 
 
 def cmd_collect(a) -> None:
     import pandas as pd
     from .experiments.collect import format_summary, load_runs, summarize
     from .experiments.collect import mixed_cells
+    from .experiments.selection import selection
+    rule = selection(a.selection)
+    metric = f"{a.metric}@{rule.name}"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the skipped records are listed below
         runs = load_runs(Path(a.results))
@@ -154,11 +177,11 @@ def cmd_collect(a) -> None:
         runs = runs[runs["benchmark"] == a.benchmark]
     with pd.option_context("display.width", 200, "display.max_columns", 50, "display.max_colwidth", 80):
         for bench, df in runs.groupby("benchmark"):
-            print(f"\n{bench}: {a.metric} (mean ± std over seeds)")
+            print(f"\n{bench}: {a.metric} at the {rule.label} (mean ± std over seeds)")
             for key, target, diffs in mixed_cells(df, ["method"]):
                 print(f"note: {key[0]} on {target} mixes configurations ({'; '.join(diffs)}): "
                       f"split into one row each", file=sys.stderr)
-            print(format_summary(summarize(df, a.metric, mixed="split")).to_string())
+            print(format_summary(summarize(df, metric, mixed="split")).to_string())
     if a.csv:
         runs.to_csv(a.csv, index=False)
         print(f"\nwrote {a.csv}")
@@ -197,12 +220,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", required=True, type=_names, help="comma-separated method names")
     p.add_argument("--targets", default="all", help="comma-separated target domains, or all")
     p.add_argument("--seeds", default=[0, 1], type=_seeds, help="comma-separated seeds (default 0,1)")
+    p.add_argument("--hparam-trials", type=int, default=0, metavar="N",
+                   help="hyperparameter search: the default plus N random draws per method and target "
+                        "(seeded by the trial index), the best by source validation retrained with --seeds")
     _add_run_args(p)
+    from .experiments.launchers import add_launcher_args
+    add_launcher_args(p)
     p.set_defaults(fn=cmd_sweep)
     p = sub.add_parser("collect", help="tables of collected run records")
     p.add_argument("--results", default="results")
     p.add_argument("--benchmark", default=None)
-    p.add_argument("--metric", default="test_acc")
+    p.add_argument("--metric", default="test_acc", help="test_acc, val_acc or <part>_acc_<modality>")
+    p.add_argument("--selection", default="source_val",
+                   help="model selection rule: source_val (protocol), last, or oracle (best target "
+                        "epoch, labelled ORACLE)")
     p.add_argument("--csv", default=None, help="also write the per-run table as CSV")
     p.set_defaults(fn=cmd_collect)
     p = sub.add_parser("list", help="registered benchmarks, methods, objectives, strategies, encoders")

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__
+from . import __version__, distributed
 from .data.base import benchmark_for_target
 from .data.base import make_loader
 from .data.protocol import DGSplit, make_split
@@ -432,7 +432,7 @@ def train(cfg: RunConfig, checkpoint: Path | None = None, progress: bool = True,
     an epoch metric is not finite.  The checkpoint is loaded with ``weights_only=True``; one that
     cannot be (truncated, random bytes, a pickle of objects) is moved aside and the run restarts.
     """
-    resolve(cfg.method, cfg.hparams)  # fail fast on bad names before building data
+    hparams = resolve(cfg.method, cfg.hparams)[2]  # fail fast on bad names before building data
     device = resolve_device(cfg.device)
     bench, split, method = build_run(cfg, split, benchmark)
     _check_batch_norm(cfg, method)
@@ -444,6 +444,8 @@ def train(cfg: RunConfig, checkpoint: Path | None = None, progress: bool = True,
                                method.train_options)  # Adam unless the method says
     pin = device.type == "cuda"
     train_loader, val_loader, test_loader = _loaders(cfg, split, method, pin)
+    if distributed.active():  # torchrun: this rank's shard, gathered objectives, per-term gradient means
+        train_loader = distributed.prepare(method, train_loader, cfg.batch_size)
     history, start = _resume(cfg, checkpoint, device, method, optimizer)
 
     bar = None
@@ -475,7 +477,7 @@ def train(cfg: RunConfig, checkpoint: Path | None = None, progress: bool = True,
             row["trace"] = _stack_trace(trace)
         _epoch_hooks(cfg, method, epoch, row, history, (val_loader, test_loader), device, on_epoch_end)
         history.append(row)
-        if checkpoint is not None:
+        if checkpoint is not None and distributed.is_main():
             _save_checkpoint(cfg, Path(checkpoint), epoch, history, method, optimizer)
         done_now += 1
         if stop_after is not None and done_now >= stop_after and epoch + 1 < cfg.epochs:
@@ -486,6 +488,7 @@ def train(cfg: RunConfig, checkpoint: Path | None = None, progress: bool = True,
     if bar is not None:
         bar.close()
     record = _record(cfg, split, bench, method, history, device)
+    record["hparams"] = hparams  # the method's full resolved set, for tables that filter on columns
     if keep_model:
         record["_method"] = method
     return record

@@ -26,7 +26,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "mmdg"
 
 LAYERS: list[tuple[str, ...]] = [
-    ("mmdg", "registry", "hparams", "io", "optim", "feature_stats"),
+    ("mmdg", "registry", "hparams", "io", "optim", "feature_stats", "distributed"),
     ("data",),
     ("models",),
     ("objectives",),

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from .results import iter_records
+from .selection import hparam_columns, selected_columns
 
 #: Config entries that do not define a table cell's setting (the seed varies within a cell).
 NOT_SETTING = ("seed", "target", "device", "num_workers", "eval_batch_size")
@@ -39,6 +40,8 @@ def runs_table(records) -> pd.DataFrame:
     """One row per complete record; ``records`` yields records or (path, record) pairs.
 
     Records not complete (diverged, unfinished) are left out and listed in ``attrs["excluded"]``.
+    Besides the trainer's ``final`` picks, every selection rule of :mod:`.selection` adds columns
+    ``<metric>@<rule>`` computed from the history, and the resolved hyperparameters ``hp.<name>``.
     """
     rows, excluded = [], []
     for item in records:
@@ -58,7 +61,7 @@ def runs_table(records) -> pd.DataFrame:
                      "device": env.get("device_name", ""), "commit": env.get("commit", ""),
                      "date": env.get("date", ""), "path": str(path),
                      "config_id": hashlib.sha256(setting.encode()).hexdigest()[:10], "setting_json": setting,
-                     **rec["final"]})
+                     **rec["final"], **selected_columns(rec), **hparam_columns(rec)})
     table = pd.DataFrame(rows)
     table.attrs["excluded"] = excluded
     return table

@@ -49,9 +49,10 @@ def _existing(path: Path) -> dict | None:
 
 
 def run_one(cfg: RunConfig, results_dir: Path, overwrite: bool = False, progress: bool = True,
-            keep_checkpoint: bool = False) -> tuple[Path, dict, bool]:
+            keep_checkpoint: bool = False, benchmark=None) -> tuple[Path, dict, bool]:
     """Train ``cfg`` unless its record exists; returns (record path, record, skipped).
 
+    ``benchmark``: an already built benchmark of this run (generated data reused across runs).
     Raises :class:`~mmdg.experiments.results.RunLocked` if another live process trains it now.
     A diverged run's record (``status: diverged``) is written and returned like any other.
     """
@@ -75,7 +76,7 @@ def run_one(cfg: RunConfig, results_dir: Path, overwrite: bool = False, progress
         remove_stale_temporaries(ckpt)
         remove_stale_temporaries(path)
         try:
-            record = train(cfg, checkpoint=ckpt, progress=progress)
+            record = train(cfg, checkpoint=ckpt, progress=progress, benchmark=benchmark)
         except Diverged as e:
             record = e.record
         write_record(path, record, overwrite=overwrite)

@@ -1,0 +1,120 @@
+"""Sweep throughput: the sequential sweep against ``--launcher parallel``, on the same runs, back to back.
+
+Each path runs the whole grid in a fresh results folder through the command line (start-up
+included); reported: wall seconds, runs per hour, the ratio, the load average before and after
+each path (the machine may be shared), and whether the records are equal (all but the
+environment and the per-epoch timings).  ``--seq-threads`` sets OMP_NUM_THREADS for the
+sequential path (default: unset, torch's default, as a plain ``python -m mmdg sweep``).
+``--breakdown`` also times one run in this process: import, data generation, training steps,
+evaluation, the rest.
+
+Usage: python benchmarks/sweep_throughput.py [--profile smoke|book] [--jobs 2] [--seq-threads N]
+           [--breakdown] [--save FILE]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PROFILES = {  # 5 methods x 3 targets x 2 seeds = 30 runs of synth_foley (video + audio)
+    "smoke": {"size": "tiny", "epochs": 2},
+    "book": {"size": "cpu", "epochs": 8},
+}
+
+
+def _args(profile: str) -> list[str]:
+    p = PROFILES[profile]
+    return ["--benchmark", "synth_foley", "--bench", f"size={p['size']}", "--bench", "imbalance=0.8",
+            "--bench", "mismatch=1.0", "--bench", "dominant=audio", "--modalities", "video,audio",
+            "--encoder-preset", "cpu", "--epochs", str(p["epochs"]), "--device", "cpu", "--quiet",
+            "--methods", "erm,base,gmp,ogm_ge,pcgrad", "--targets", "studio,kitchen,street", "--seeds", "0,1"]
+
+
+def _records(root: Path) -> dict:
+    out = {}
+    for p in sorted(root.rglob("*.json")):
+        if "_logs" not in p.parts:
+            rec = json.loads(p.read_text())
+            rec.pop("env", None)
+            for e in rec["epochs"]:
+                e.pop("seconds", None)
+            out[str(p.relative_to(root))] = rec
+    return out
+
+
+def _timed(argv: list[str], env: dict) -> dict:
+    load = os.getloadavg()
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "mmdg", "sweep", *argv], cwd=ROOT, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if r.returncode:
+        raise SystemExit(f"sweep failed ({r.returncode}): {r.stderr[-2000:]}")
+    return {"seconds": seconds, "load_before": load, "load_after": os.getloadavg(),
+            "summary": r.stdout.strip().splitlines()[-1]}
+
+
+def breakdown(profile: str) -> dict:
+    t0 = time.perf_counter()
+    import mmdg.train as T
+    spent = {"import": time.perf_counter() - t0, "data": 0.0, "evaluation": 0.0}
+
+    def timing(fn, key):
+        def wrapped(*a, **k):
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                spent[key] += time.perf_counter() - t
+        return wrapped
+    T.benchmark_for_target, T.make_split = timing(T.benchmark_for_target, "data"), timing(T.make_split, "data")
+    T.evaluate = timing(T.evaluate, "evaluation")
+    p = PROFILES[profile]
+    cfg = T.RunConfig(target="street", benchmark="synth_foley", method="base", epochs=p["epochs"], device="cpu",
+                      benchmark_kwargs={"size": p["size"], "imbalance": 0.8, "mismatch": 1.0, "dominant": "audio"},
+                      modalities=["video", "audio"])
+    t1 = time.perf_counter()
+    rec = T.train(cfg, progress=False)
+    total = time.perf_counter() - t1
+    epochs = sum(e["seconds"] for e in rec["epochs"])
+    spent.update({"training_steps": epochs - spent["evaluation"], "rest": total - epochs - spent["data"],
+                  "run_total": total, "threads": rec["env"]["threads"]})
+    return spent
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", default="smoke", choices=sorted(PROFILES))
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--seq-threads", type=int, default=None)
+    ap.add_argument("--breakdown", action="store_true")
+    ap.add_argument("--save", default=None)
+    a = ap.parse_args()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    seq_env = dict(env) if a.seq_threads is None else {**env, "OMP_NUM_THREADS": str(a.seq_threads)}
+    with tempfile.TemporaryDirectory() as tmp:
+        seq = _timed([*_args(a.profile), "--results", f"{tmp}/seq", "--launcher", "local"], seq_env)
+        par = _timed([*_args(a.profile), "--results", f"{tmp}/par", "--launcher", "parallel", "--jobs",
+                      str(a.jobs)], env)
+        equal = _records(Path(tmp) / "seq") == _records(Path(tmp) / "par")
+    runs = 30
+    out = {"profile": a.profile, "runs": runs, "cpus": os.cpu_count(), "jobs": a.jobs,
+           "sequential": {**seq, "runs_per_hour": 3600 * runs / seq["seconds"], "threads": a.seq_threads or "default"},
+           "parallel": {**par, "runs_per_hour": 3600 * runs / par["seconds"]},
+           "ratio": seq["seconds"] / par["seconds"], "records_equal": equal,
+           "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    if a.breakdown:
+        out["breakdown_one_run"] = breakdown(a.profile)
+    print(json.dumps(out, indent=1))
+    if a.save:
+        Path(a.save).write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
