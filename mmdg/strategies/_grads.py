@@ -56,6 +56,14 @@ def split_params(model: MultimodalModel, params: list[nn.Parameter]):
     return enc, [p for p in params if id(p) not in ids]
 
 
+def split_flat(model: MultimodalModel, params: list[nn.Parameter]):
+    """(encoders, encoder parameters in modality order, those followed by the heads'): the order
+    gradients are taken in by the strategies that slice them per modality."""
+    enc, heads = split_params(model, params)
+    enc_flat = [p for ps in enc.values() for p in ps]
+    return enc, enc_flat, enc_flat + heads
+
+
 def grads_of(loss: torch.Tensor | None, params: list[nn.Parameter], retain: bool) -> list:
     """d loss / d params (None where a parameter is unused, or for every one if ``loss`` is None)."""
     if loss is None or not params:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from ._grads import add_grads, flat_grads, grads_of, split_params, total_loss, write_grads
+from ._grads import add_grads, flat_grads, grads_of, split_flat, total_loss, write_grads
 from .base import STRATEGIES, Strategy
 from ..hparams import HParam
 
@@ -70,17 +70,15 @@ class BalGrad(Strategy):
 
     def backward(self, terms, model, params):
         task, uni, kl, rest = self.split_terms(terms)
-        enc, heads = split_params(model, params)
+        enc, enc_flat, allp = split_flat(model, params)
         mods = list(enc)
-        enc_flat = [p for m in mods for p in enc[m]]
-        allp = enc_flat + heads
         l_rest = total_loss(rest, allow_empty=True)
         g_t = grads_of(total_loss(task, allow_empty=True), allp, retain=True)
         g_u = grads_of(total_loss(uni, allow_empty=True), allp, retain=True)
         g_k = grads_of(total_loss(kl, allow_empty=True), allp, retain=l_rest is not None)
         g_r = grads_of(l_rest, allp, retain=False)
         n = len(enc_flat)
-        write_grads(heads, add_grads(g_t[n:], g_u[n:], g_k[n:], g_r[n:]))
+        write_grads(allp[n:], add_grads(g_t[n:], g_u[n:], g_k[n:], g_r[n:]))
         if not enc_flat:
             return {}
         dev = enc_flat[0].device

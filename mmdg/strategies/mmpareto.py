@@ -12,7 +12,7 @@ import torch
 
 from ..hparams import HParam, Uniform
 from ..registry import check_number
-from ._grads import add_grads, flat_grads, grads_of, per_modality, split_params, total_loss, write_grads
+from ._grads import add_grads, flat_grads, grads_of, per_modality, split_flat, total_loss, write_grads
 from .base import STRATEGIES, Strategy
 
 # Hyperparameters of this part, declared once (the method registry, mmdg.methods, lists them).
@@ -95,16 +95,14 @@ class MMPareto(Strategy):
 
     def backward(self, terms, model, params):
         mm, uni, rest = self.split_terms(terms)
-        enc, heads = split_params(model, params)
+        enc, enc_flat, allp = split_flat(model, params)
         mods = list(enc)
-        enc_flat = [p for m in mods for p in enc[m]]
-        allp = enc_flat + heads
         l_rest = total_loss(rest, allow_empty=True)
         g_mm = grads_of(total_loss(mm, allow_empty=True), allp, retain=True)
         g_uni = grads_of(total_loss(uni, allow_empty=True), allp, retain=l_rest is not None)
         g_rest = grads_of(l_rest, allp, retain=False)
         n = len(enc_flat)
-        write_grads(heads, add_grads(g_mm[n:], g_uni[n:], g_rest[n:]))
+        write_grads(allp[n:], add_grads(g_mm[n:], g_uni[n:], g_rest[n:]))
         logs = {}
         for _, m, ps, sl in per_modality(enc):
             if not ps:
