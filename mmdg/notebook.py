@@ -193,13 +193,13 @@ def setup(seed: int = 0, threads: int | None = 2) -> None:
 
     ``OMP_NUM_THREADS``, when set, caps ``threads``.
     """
-    import matplotlib.pyplot as plt
     import pandas as pd
+
+    from .plots import style
     torch.manual_seed(seed)
     if threads:
         cap = os.environ.get("OMP_NUM_THREADS", "")
         threads = min(threads, int(cap)) if cap.isdigit() and int(cap) > 0 else threads
         torch.set_num_threads(min(threads, os.cpu_count() or threads))
-    plt.rcParams.update({"figure.dpi": 90, "figure.figsize": (6.4, 3.6), "axes.grid": True,
-                         "grid.alpha": 0.3})
+    style()
     pd.set_option("display.precision", 2)

@@ -1,9 +1,199 @@
-"""Figures of the book, drawn from run tables (see :mod:`mmdg.experiments.collect`)."""
+"""Figures of the book, drawn from run tables (see :mod:`mmdg.experiments.collect`), and the book's figure style.
+
+:func:`style` (called by :func:`mmdg.notebook.setup`) sets what every figure shares: 150 dpi, readable
+font sizes, the Okabe–Ito colour-blind-safe palette paired with one marker per series (lines differ by
+marker as well as colour). :func:`legend_outside` puts a legend beside or above the axes, never over data.
+"""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from cycler import cycler
+from matplotlib import ticker
+from matplotlib.lines import Line2D
+
+DPI = 150
+# Okabe & Ito (2008), "Color Universal Design": distinguishable under the common colour-vision deficiencies
+OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+HATCHES = ["", "//", "..", "xx", "\\\\", "++"]  # bars differ by hatch as well as colour
+STYLE = {"figure.dpi": DPI, "savefig.dpi": DPI, "savefig.bbox": "tight", "figure.figsize": (6.4, 3.6),
+         "font.size": 10, "axes.titlesize": "medium", "axes.labelsize": "medium", "legend.fontsize": "small",
+         "legend.title_fontsize": "small", "xtick.labelsize": "small", "ytick.labelsize": "small",
+         "lines.markersize": 5, "axes.grid": True, "grid.alpha": 0.3,
+         "axes.prop_cycle": cycler(color=OKABE_ITO) + cycler(marker=MARKERS),
+         "image.cmap": "viridis"}
+PLACES = {"right": {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0)},
+          "above": {"loc": "lower center", "bbox_to_anchor": (0.5, 1.02)}}
+
+
+def style() -> None:
+    """Set the book's figure style (:data:`STYLE`); in IPython also render inline figures as PNG at :data:`DPI`."""
+    plt.rcParams.update(STYLE)
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+        set_matplotlib_formats("png", dpi=DPI)
+
+
+def legend_outside(ax, where: str = "right", handles=None, labels=None, **kwargs):
+    """A legend of ``ax`` placed ``where`` ('right' or 'above') outside the axes, so it covers no data.
+
+    ``handles``/``labels`` default to the axes' labelled artists; other keywords go to ``Axes.legend``.
+    Returns the legend (already added to ``ax``; a second call keeps the first via ``ax.add_artist``).
+    """
+    if where not in PLACES:
+        raise ValueError(f"legend_outside: where must be one of {sorted(PLACES)}, got {where!r}")
+    if handles is None:
+        handles, found = ax.get_legend_handles_labels()
+        labels = found if labels is None else labels
+    previous = ax.get_legend()
+    legend = ax.legend(handles, labels, borderaxespad=0.0, frameon=False, **{**PLACES[where], **kwargs})
+    if previous is not None:
+        ax.add_artist(previous)
+    return legend
+
+
+def log_ticks(axis) -> None:
+    """Readable labels on a log ``axis`` (``ax.xaxis`` / ``ax.yaxis``), set after the data are drawn.
+
+    Over less than about a decade the default log ticks label one or two values; here the view gets
+    about five plain-number labels (``%g``): linear steps inside a decade, 1-2-5 steps over a few decades,
+    powers of ten beyond.
+    """
+    if axis.get_scale() != "log":
+        raise ValueError(f"log_ticks: the axis must have a log scale, got {axis.get_scale()!r}")
+    lo, hi = sorted(axis.get_view_interval())
+    decades = np.log10(hi / lo)
+    if decades < 1.0:
+        axis.set_major_locator(ticker.MaxNLocator(nbins=5))
+    else:
+        axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0) if decades <= 3 else (1.0,)))
+    axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(ticker.NullFormatter())
+
+
+def class_scatter(ax, xy, label, group, classes: list[str], group_title: str = "domain", markers=MARKERS,
+                  key: bool = True, **kwargs):
+    """Points ``xy`` (N, 2) coloured by class ``label`` (N ints indexing ``classes``), one of ``markers`` per
+    ``group`` value (N strings, e.g. the domain), and (``key``) a key beside the axes: classes by colour, then
+    groups by marker.
+
+    Up to 8 classes get the Okabe–Ito colours, up to 20 a qualitative colormap. Returns the legend, or None.
+    """
+    xy, label, group = np.asarray(xy), np.asarray(label), np.asarray(group)
+    if xy.ndim != 2 or xy.shape[1] != 2 or len(label) != len(xy) or len(group) != len(xy):
+        raise ValueError(f"class_scatter: xy must be (N, 2) with N labels and groups, got xy {xy.shape}, "
+                         f"{len(label)} labels, {len(group)} groups")
+    if label.size and (label.min() < 0 or label.max() >= len(classes)):
+        raise ValueError(f"class_scatter: labels must index classes (0..{len(classes) - 1}), "
+                         f"got {label.min()}..{label.max()}")
+    colours = OKABE_ITO if len(classes) <= len(OKABE_ITO) else [plt.get_cmap("tab20")(i) for i in range(20)]
+    if len(classes) > len(colours):
+        raise ValueError(f"class_scatter: at most {len(colours)} classes, got {len(classes)}")
+    groups = list(dict.fromkeys(group.tolist()))
+    if len(groups) > len(markers):
+        raise ValueError(f"class_scatter: at most {len(markers)} groups (one per marker), got {len(groups)}")
+    opts = {"s": 12, "alpha": 0.75, "linewidths": 0.6, **kwargs}
+    for g, marker in zip(groups, markers):
+        sel = group == g
+        ax.scatter(xy[sel, 0], xy[sel, 1], c=[colours[int(c)] for c in label[sel]], marker=marker, **opts)
+    if not key:
+        return None
+    header = [Line2D([], [], ls="none", marker="none")]
+    handles = (header + [Line2D([], [], ls="none", marker="s", color=colours[i]) for i in range(len(classes))]
+               + header + [Line2D([], [], ls="none", marker=m, color="0.3") for m in markers[:len(groups)]])
+    names = ["class", *classes, group_title, *groups]
+    legend = legend_outside(ax, handles=handles, labels=names, handletextpad=0.4)
+    for i in (0, len(classes) + 1):  # the two section headers
+        legend.get_texts()[i].set_fontweight("bold")
+    return legend
+
+
+def trace_panels(traces: pd.DataFrame, keys: dict[str, str], series: str | list[str] = "modality",
+                 reference: dict[str, float] | None = None, log: tuple[str, ...] = (), band: bool = True,
+                 dashes: dict[str, str] | None = None, figsize=None):
+    """One panel per trace key (``keys`` maps a key of :func:`~mmdg.experiments.collect.trace_frame` to its
+    title): the per-epoch mean of ``value`` for each ``series`` group (a column or columns), with a ±1 std band.
+
+    Each series keeps one colour and marker in every panel. ``reference`` maps a key to a level drawn as a
+    dotted line; keys in ``log`` get a log y axis with readable labels (:func:`log_ticks`); ``dashes`` maps a
+    value of the first ``series`` column to a line style (e.g. ``{"Base": "--"}``). Returns the figure.
+    """
+    cols = [series] if isinstance(series, str) else list(series)
+    missing = [c for c in ["key", "epoch", "value", *cols] if c not in traces.columns]
+    if missing:
+        raise KeyError(f"trace_panels: traces lack columns {missing}; they have {sorted(traces.columns)}")
+    unknown = [k for k in keys if k not in set(traces["key"])]
+    if unknown:
+        raise KeyError(f"trace_panels: no trace of keys {unknown}; the traces hold {sorted(set(traces['key']))}")
+    names = list(dict.fromkeys(traces[cols].astype(str).agg(": ".join, axis=1)))
+    look = {n: (OKABE_ITO[i % len(OKABE_ITO)], MARKERS[i % len(MARKERS)]) for i, n in enumerate(names)}
+    fig, axes = plt.subplots(1, len(keys), figsize=figsize or (2.7 * len(keys) + 1.6, 3.2), squeeze=False)
+    for ax, (key, title) in zip(axes[0], keys.items()):
+        part = traces[traces["key"] == key]
+        for values, group in part.groupby(cols, sort=False):
+            values = values if isinstance(values, tuple) else (values,)
+            name = ": ".join(str(v) for v in values)
+            curve = group.groupby("epoch")["value"].agg(["mean", "std"])
+            colour, marker = look[name]
+            x = curve.index + 1
+            ls = (dashes or {}).get(str(values[0]), "-")
+            ax.plot(x, curve["mean"], color=colour, marker=marker, ls=ls, label=name)
+            if band and curve["std"].notna().any():
+                ax.fill_between(x, curve["mean"] - curve["std"], curve["mean"] + curve["std"], color=colour,
+                                alpha=0.15, lw=0)
+        if reference and key in reference:
+            ax.axhline(reference[key], color="grey", ls=":")
+        ax.set(title=title, xlabel="epoch")
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+        if key in log:
+            ax.set_yscale("log")
+            ax.autoscale_view()
+            log_ticks(ax.yaxis)
+    legend_outside(axes[0, -1])
+    fig.tight_layout()
+    return fig
+
+
+def gradient_projection(g_c: dict, g_d: dict, G: dict, info: dict, figsize=(9, 4.0)):
+    """GMP's update on 2-D gradients, one panel per modality of ``info`` (:func:`mmdg.strategies.gmp_combine`'s):
+    the raw g_c and g_d (dotted), after modulation k·g_c and p·g_d (solid), the projected gradient
+    (dashed) and the update G. Both axes have one scale (equal aspect, shared limits), so the projected
+    gradient is drawn at a right angle to the gradient it was projected against. Returns the figure.
+    """
+    mods = list(info)
+    missing = [m for m in mods if m not in g_c or m not in g_d or m not in G]
+    if missing:
+        raise KeyError(f"gradient_projection: no g_c, g_d or G for modalities {missing}")
+    arrows = {}
+    for m in mods:
+        k, p = float(info[m]["k"]), float(info[m]["p"])
+        kept = p * g_d[m] if info[m]["branch"] == "project_cls" else k * g_c[m]
+        arrows[m] = [(g_c[m], OKABE_ITO[0], ":", "g_c"), (g_d[m], OKABE_ITO[3], ":", "g_d"),
+                     (k * g_c[m], OKABE_ITO[0], "-", "k·g_c"), (p * g_d[m], OKABE_ITO[3], "-", "p·g_d"),
+                     (G[m] - kept, OKABE_ITO[2], "--", "projected gradient"), (G[m], "black", "-", "G = sum")]
+    ends = np.array([[0.0, 0.0]] + [[float(v[0]), float(v[1])] for m in mods for v, *_ in arrows[m]])
+    pad = 0.1 * np.ptp(ends, axis=0).max()
+    lo, hi = ends.min(0) - pad, ends.max(0) + pad
+    fig, axes = plt.subplots(1, len(mods), figsize=figsize, squeeze=False)
+    for ax, m in zip(axes[0], mods):
+        for v, colour, ls, _ in arrows[m]:
+            ax.annotate("", xy=(float(v[0]), float(v[1])), xytext=(0, 0),
+                        arrowprops=dict(arrowstyle="->", color=colour, lw=2, ls=ls, shrinkA=0, shrinkB=0))
+        ax.axhline(0, color="grey", lw=0.6)
+        ax.axvline(0, color="grey", lw=0.6)
+        ax.set(xlim=(lo[0], hi[0]), ylim=(lo[1], hi[1]),
+               title=f"{m}: Γ = {float(info[m]['Gamma']):.2f}, branch {info[m]['branch']}")
+        ax.set_aspect("equal", adjustable="box")
+    handles = [Line2D([], [], color=c, ls=ls, lw=2) for _, c, ls, _ in arrows[mods[0]]]
+    legend_outside(axes[0, -1], handles=handles, labels=[name for *_, name in arrows[mods[0]]])
+    fig.tight_layout()
+    return fig
 
 
 def grouped_bars(runs: pd.DataFrame, columns: dict[str, str], group: str = "target", ax=None,
@@ -22,12 +212,12 @@ def grouped_bars(runs: pd.DataFrame, columns: dict[str, str], group: str = "targ
     for i, (col, label) in enumerate(columns.items()):
         stats = runs.groupby(group)[col].agg(["mean", "std"]).reindex(groups)
         ax.bar(x + (i - (len(columns) - 1) / 2) * width, stats["mean"], width,
-               yerr=stats["std"].fillna(0.0), capsize=3, label=label)
+               yerr=stats["std"].fillna(0.0), capsize=3, label=label,
+               hatch=HATCHES[i % len(HATCHES)], edgecolor="white")
     ax.set_xticks(x, groups)
     ax.set_xlabel(group)
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize="small", ncols=min(len(columns), 4), loc="lower center", bbox_to_anchor=(0.5, 1.0),
-              frameon=False)
+    legend_outside(ax, "above", ncols=min(len(columns), 4))
     return ax
 
 
@@ -54,7 +244,7 @@ def clip_grid(samples: dict[str, dict], frames: int = 3, title: str | None = Non
         steps = np.linspace(0, x["video"].shape[1] - 1, frames).round().astype(int)
         for ax, t in zip(row, steps):
             ax.imshow(_video_frame(x["video"], int(t)))
-            ax.set_title(f"frame {t}", fontsize="x-small")
+            ax.set_title(f"frame {t}", fontsize="small")
         col = frames
         if "flow" in extra:
             f = x["flow"][:, x["flow"].shape[1] // 2].numpy()
@@ -64,11 +254,11 @@ def clip_grid(samples: dict[str, dict], frames: int = 3, title: str | None = Non
             s = max(1, h // 8)
             yy, xx = np.mgrid[0:h:s, 0:w:s]
             row[col].quiver(xx, yy, f[0, ::s, ::s], f[1, ::s, ::s], color="cyan", angles="xy")
-            row[col].set_title("flow (mid clip)", fontsize="x-small")
+            row[col].set_title("flow (mid clip)", fontsize="small")
             col += 1
         if "audio" in extra:
             row[col].imshow(x["audio"][0].numpy(), origin="lower", aspect="auto", cmap="viridis")
-            row[col].set_title("log-mel spectrogram", fontsize="x-small")
+            row[col].set_title("log-mel spectrogram", fontsize="small")
         row[0].set_ylabel(label, fontsize="small")
         for ax in row:
             ax.set_xticks([])
