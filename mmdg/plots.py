@@ -12,6 +12,7 @@ import pandas as pd
 from cycler import cycler
 from matplotlib import ticker
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 DPI = 150
 # Okabe & Ito (2008), "Color Universal Design": distinguishable under the common colour-vision deficiencies
@@ -105,7 +106,7 @@ def class_scatter(ax, xy, label, group, classes: list[str], group_title: str = "
     if not key:
         return None
     header = [Line2D([], [], ls="none", marker="none")]
-    handles = (header + [Line2D([], [], ls="none", marker="s", color=colours[i]) for i in range(len(classes))]
+    handles = (header + [Patch(color=colours[i]) for i in range(len(classes))]
                + header + [Line2D([], [], ls="none", marker=m, color="0.3") for m in markers[:len(groups)]])
     names = ["class", *classes, group_title, *groups]
     legend = legend_outside(ax, handles=handles, labels=names, handletextpad=0.4)

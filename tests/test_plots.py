@@ -155,7 +155,7 @@ def test_class_scatter_colours_by_class_marks_by_group_and_keys_both():
     # a point's colour is its class's colour in the key
     texts = [t.get_text() for t in legend.get_texts()]
     assert texts == ["class", "dog", "cat", "bird", "domain", "source", "target"]
-    key = {t: to_hex(h.get_color()) for t, h in zip(texts, legend.legend_handles) if t in ("dog", "cat", "bird")}
+    key = {t: to_hex(h.get_facecolor()) for t, h in zip(texts, legend.legend_handles) if t in ("dog", "cat", "bird")}
     assert [to_hex(c) for c in sets[0].get_facecolors()] == [key["dog"], key["cat"], key["bird"]]
     assert_legends_outside(fig)
     with pytest.raises(ValueError, match="xy must be"):
