@@ -71,7 +71,7 @@ def log_ticks(axis) -> None:
     lo, hi = sorted(axis.get_view_interval())
     decades = np.log10(hi / lo)
     if decades < 1.0:
-        axis.set_major_locator(ticker.MaxNLocator(nbins=5))
+        axis.set_major_locator(ticker.MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]))
     else:
         axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0) if decades <= 3 else (1.0,)))
     axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
