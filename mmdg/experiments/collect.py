@@ -59,6 +59,7 @@ def runs_table(records) -> pd.DataFrame:
                      "bench_kwargs": json.dumps(cfg["benchmark_kwargs"], sort_keys=True),
                      "hparams": json.dumps(cfg["hparams"], sort_keys=True), "trace": cfg.get("trace", False),
                      "device": env.get("device_name", ""), "commit": env.get("commit", ""),
+                     "code": env.get("code", ""),
                      "date": env.get("date", ""), "path": str(path),
                      "config_id": hashlib.sha256(setting.encode()).hexdigest()[:10], "setting_json": setting,
                      **rec["final"], **selected_columns(rec), **hparam_columns(rec)})
@@ -199,7 +200,8 @@ def trace_frame(record: dict) -> pd.DataFrame:
 
 
 def provenance(runs: pd.DataFrame) -> str:
-    """Where a table's numbers come from: run count, devices, code commits and dates of its records."""
+    """Where a table's numbers come from: run count, devices, code commits, training-code versions
+    (:mod:`mmdg.code_version`; records from before it was recorded count as "unrecorded"), dates, seeds."""
     if runs.empty:
         raise ValueError("provenance: the runs table is empty")
 
@@ -210,5 +212,9 @@ def provenance(runs: pd.DataFrame) -> str:
     dates = sorted(str(d) for d in runs["date"] if str(d))
     span = (dates[0][:10] if dates[0][:10] == dates[-1][:10] else f"{dates[0][:10]} to {dates[-1][:10]}") if dates else "unknown"
     count = f"{len(runs)} run" + ("" if len(runs) == 1 else "s")
-    return (f"Measured: {count} on {listed('device')}, code commit {listed('commit')}, "
+    versions = sorted({str(v) if isinstance(v, str) and v else "unrecorded"
+                       for v in (runs["code"] if "code" in runs else [""] * len(runs))})
+    code = (f"one training-code version {versions[0]}" if len(versions) == 1
+            else f"{len(versions)} training-code versions ({', '.join(versions)})")
+    return (f"Measured: {count} on {listed('device')}, code commit {listed('commit')}, {code}, "
             f"{span}; seeds {sorted(set(int(s) for s in runs['seed']))}.")
