@@ -4,7 +4,10 @@ Each path runs the whole grid in a fresh results folder through the command line
 included); reported: wall seconds, runs per hour, the ratio, the load average before and after
 each path (the machine may be shared), and whether the records are equal (all but the
 environment and the per-epoch timings).  ``--seq-threads`` sets OMP_NUM_THREADS for the
-sequential path (default: unset, torch's default, as a plain ``python -m mmdg sweep``).
+sequential paths (default: unset, torch's default, as a plain ``python -m mmdg sweep``).  A CPU
+run's last bits depend on its thread count (float reductions split differently), so with
+``--baseline`` the sequential path of this code runs at the workers' thread count instead: it is
+the one whose records the parallel ones must equal, and the baseline is the throughput reference.
 ``--baseline REV`` adds the old path: the sequential sweep of the code at git revision REV (a
 temporary worktree; e.g. the commit before the launchers), run first; the ratio the issue asks for is
 ``baseline / parallel``.  ``--breakdown`` also times one run of each code (baseline and this one, in
@@ -144,12 +147,14 @@ def main() -> None:
             if old is not None:
                 base = _timed([*_args(a.profile), "--results", f"{tmp}/old"], seq_env, old)
                 out["baseline"] = {**base, "commit": _commit(old), "runs_per_hour": 3600 * runs / base["seconds"]}
-            seq = _timed([*_args(a.profile), "--results", f"{tmp}/seq", "--launcher", "local"], seq_env)
+            worker_threads = max(1, (os.cpu_count() or 1) // a.jobs)
+            eq_env = {**env, "OMP_NUM_THREADS": str(worker_threads)} if old is not None else seq_env
+            seq = _timed([*_args(a.profile), "--results", f"{tmp}/seq", "--launcher", "local"], eq_env)
             par = _timed([*_args(a.profile), "--results", f"{tmp}/par", "--launcher", "parallel", "--jobs",
                           str(a.jobs)], env)
             out["records_equal"] = _records(Path(tmp) / "seq") == _records(Path(tmp) / "par")
             out["sequential"] = {**seq, "runs_per_hour": 3600 * runs / seq["seconds"],
-                                 "threads": a.seq_threads or "default"}
+                                 "threads": eq_env.get("OMP_NUM_THREADS", "default")}
             out["parallel"] = {**par, "runs_per_hour": 3600 * runs / par["seconds"]}
             out["ratio_parallel_vs_sequential"] = seq["seconds"] / par["seconds"]
             if old is not None:
@@ -157,8 +162,7 @@ def main() -> None:
             if a.breakdown:
                 out["breakdown"] = {"this_code_sequential": _breakdown_in(ROOT, a.profile, "cold", seq_env),
                                     "this_code_parallel_worker": _breakdown_in(
-                                        ROOT, a.profile, "warm", {**env, "OMP_NUM_THREADS": str(max(
-                                            1, (os.cpu_count() or 1) // a.jobs))})}
+                                        ROOT, a.profile, "warm", {**env, "OMP_NUM_THREADS": str(worker_threads)})}
                 if old is not None:
                     out["breakdown"]["baseline_sequential"] = _breakdown_in(old, a.profile, "cold", seq_env)
         finally:
