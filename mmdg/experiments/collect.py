@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .compare import mean_std
 from .results import iter_records
 from .selection import hparam_columns, selected_columns
 
@@ -140,15 +141,9 @@ def format_summary(summary: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     table = pd.DataFrame(index=summary.index)
     for c in cols:
         m, s = summary[(c, "mean")], summary[(c, "std")]
-        table[c] = [("–" if pd.isna(a) else f"{a:.{digits}f}" if pd.isna(b) else f"{a:.{digits}f} ± {b:.{digits}f}")
-                    for a, b in zip(m, s)]
+        table[c] = [mean_std(a, b, digits) for a, b in zip(m, s)]
     table["seeds"] = summary[("n_seeds", "")]
     return table
-
-
-def _pm(values: pd.Series, digits: int) -> str:
-    m, s = values.mean(), values.std(ddof=1)
-    return f"{m:.{digits}f}" if pd.isna(s) else f"{m:.{digits}f} ± {s:.{digits}f}"
 
 
 def modality_table(runs: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
@@ -170,7 +165,7 @@ def modality_table(runs: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
     long = pd.DataFrame([{"model": name, "seed": r["seed"], "target": r["target"],
                           "source (val)": r[v], "target (test)": r[t]} for name, r, v, t in entries])
     per_seed = long.groupby(["model", "seed"], sort=False)[["source (val)", "target (test)"]].mean()
-    table = per_seed.groupby(level="model", sort=False).agg(lambda s: _pm(s, digits))
+    table = per_seed.groupby(level="model", sort=False).agg(lambda s: mean_std(s.mean(), s.std(ddof=1), digits))
     table["seeds"] = per_seed.groupby(level="model", sort=False).size()
     return table
 
