@@ -157,9 +157,9 @@ def test_format_paired_and_clause():
     def row(label):
         return frame[(frame.label == label) & (frame.rule == "source-val selection")].iloc[0]
 
-    assert clause(row("m")) == ("69.7 ± 4.9 % (source-val selection), Δ = +3.0 points, 95 % CI [+0.5, +5.5] "
+    assert clause(row("m")) == ("source-val selection: 69.7 ± 4.9 %, Δ = +3.0 points, 95 % CI [+0.5, +5.5] "
                                 "over 3 seeds: **gain**")
-    assert clause(row("erm")) == "66.7 ± 5.8 % (source-val selection), the reference"
+    assert clause(row("erm")) == "source-val selection: 66.7 ± 5.8 %, the reference"
     assert clause(row("one")).endswith("Δ = +1.0 points from a single seed: **too few seeds**")
 
 

@@ -171,11 +171,11 @@ def format_paired(frame: pd.DataFrame, label: str = "label", digits: int = 1) ->
 def clause(frame_row, digits: int = 1) -> str:
     """One Markdown clause for prose from a row of :func:`paired_by_seed`'s frame.
 
-    E.g. ``"61.2 ± 1.0 % (source-val selection), Δ = +1.2 points, 95 % CI [−0.3, +2.7] over 3 seeds:
+    E.g. ``"source-val selection: 61.2 ± 1.0 %, Δ = +1.2 points, 95 % CI [−0.3, +2.7] over 3 seeds:
     **no detectable difference**"``.
     """
     r = frame_row
-    head = f"{mean_std(r['acc'], r['acc_std'], digits)} % ({r['rule']})"
+    head = f"{r['rule']}: {mean_std(r['acc'], r['acc_std'], digits)} %"
     if r["verdict"] == REFERENCE:
         return f"{head}, the reference"
     n = int(r["seeds"])
