@@ -15,7 +15,8 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
 #: paths below the package that do not change what a run computes
-NOT_TRAINING = ("experiments", "__main__.py", "notebook.py", "plots.py", "flops.py", "code_version.py")
+NOT_TRAINING = ("experiments", "__main__.py", "notebook.py", "plots.py", "flops.py", "code_version.py",
+                "resources/paper_numbers.yaml")
 
 
 def training_files(root: Path = PACKAGE) -> list[Path]:
@@ -23,7 +24,8 @@ def training_files(root: Path = PACKAGE) -> list[Path]:
     files = []
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root)
-        if (p.is_file() and rel.parts[0] not in NOT_TRAINING and "__pycache__" not in rel.parts
+        if (p.is_file() and not any(rel.as_posix() == x or rel.as_posix().startswith(x + "/") for x in NOT_TRAINING)
+                and "__pycache__" not in rel.parts
                 and p.suffix not in (".pyc", ".pyo")):
             files.append(p)
     return files

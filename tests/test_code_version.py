@@ -7,7 +7,8 @@ from mmdg import code_version as cv
 def _tree(tmp_path):
     root = tmp_path / "mmdg"
     for rel, text in {"train.py": "a = 1\n", "data/x.py": "b = 2\n", "resources/s.csv": "1,2\n",
-                      "experiments/collect.py": "c = 3\n", "notebook.py": "d\n", "plots.py": "e\n"}.items():
+                      "experiments/collect.py": "c = 3\n", "notebook.py": "d\n", "plots.py": "e\n",
+                      "resources/paper_numbers.yaml": "f\n"}.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
     return root
