@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__, distributed
+from . import __version__, code_version, distributed
 from .data.base import benchmark_for_target
 from .data.base import make_loader
 from .data.protocol import DGSplit, make_split
@@ -222,7 +222,7 @@ def _git_commit() -> str:
 def environment(device: torch.device) -> dict:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     return {"device": str(device), "device_name": name, "torch": torch.__version__, "mmdg": __version__,
-            "commit": _git_commit(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "commit": _git_commit(), "code": code_version.current(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "threads": torch.get_num_threads()}
 
 

@@ -3,7 +3,8 @@ same layer or one below.
 
 Layers, bottom to top (a module may import its own layer and those below it):
 
-0. ``mmdg`` (the package's version), ``registry``, ``hparams``, ``io``, ``optim``, ``feature_stats``: helpers
+0. ``mmdg`` (the package's version), ``registry``, ``hparams``, ``io``, ``optim``, ``feature_stats``,
+   ``distributed``, ``code_version``: helpers
    that two layers above need
 1. ``data``
 2. ``models``
@@ -26,7 +27,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "mmdg"
 
 LAYERS: list[tuple[str, ...]] = [
-    ("mmdg", "registry", "hparams", "io", "optim", "feature_stats", "distributed"),
+    ("mmdg", "registry", "hparams", "io", "optim", "feature_stats", "distributed", "code_version"),
     ("data",),
     ("models",),
     ("objectives",),

@@ -183,17 +183,21 @@ def test_modality_table_and_trace_frame():
         trace_frame({"epochs": [{"epoch": 0}]})
 
 
-def test_provenance_names_devices_commits_dates_and_seeds():
+def test_provenance_names_devices_commits_code_versions_dates_and_seeds():
     import pandas as pd
     from mmdg.experiments.collect import provenance
     runs = pd.DataFrame({"device": ["cpu", "NVIDIA H200", "cpu"], "commit": ["abc1234", "abc1234", "def5678"],
+                         "code": ["0123456789ab", "0123456789ab", ""],
                          "date": ["2026-12-01 10:00:00 UTC", "2026-12-02 09:00:00 UTC", "2026-12-01 11:00:00 UTC"],
                          "seed": [1, 0, 1]})
     text = provenance(runs)
-    assert text == ("Measured: 3 runs on NVIDIA H200, cpu, code commit abc1234, def5678, "
-                    "2026-12-01 to 2026-12-02; seeds [0, 1].")
-    assert provenance(runs.iloc[[0, 2]]) == "Measured: 2 runs on cpu, code commit abc1234, def5678, 2026-12-01; seeds [1]."
-    assert provenance(runs.iloc[[1]]) == "Measured: 1 run on NVIDIA H200, code commit abc1234, 2026-12-02; seeds [0]."
+    assert text == ("Measured: 3 runs on NVIDIA H200, cpu, code commit abc1234, def5678, 2 training-code versions "
+                    "(0123456789ab, unrecorded), 2026-12-01 to 2026-12-02; seeds [0, 1].")
+    assert provenance(runs.iloc[[0, 2]]) == ("Measured: 2 runs on cpu, code commit abc1234, def5678, 2 training-code "
+                                             "versions (0123456789ab, unrecorded), 2026-12-01; seeds [1].")
+    assert provenance(runs.iloc[[0, 1]]) == ("Measured: 2 runs on NVIDIA H200, cpu, code commit abc1234, one "
+                                             "training-code version 0123456789ab, 2026-12-01 to 2026-12-02; seeds [0, 1].")
+    assert "one training-code version unrecorded" in provenance(runs.drop(columns="code").iloc[[1]])
     with pytest.raises(ValueError, match="empty"):
         provenance(runs.iloc[[]])
 

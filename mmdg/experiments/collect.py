@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .compare import mean_std
 from .results import iter_records
 from .selection import hparam_columns, selected_columns
 
@@ -59,6 +60,7 @@ def runs_table(records) -> pd.DataFrame:
                      "bench_kwargs": json.dumps(cfg["benchmark_kwargs"], sort_keys=True),
                      "hparams": json.dumps(cfg["hparams"], sort_keys=True), "trace": cfg.get("trace", False),
                      "device": env.get("device_name", ""), "commit": env.get("commit", ""),
+                     "code": env.get("code", ""),
                      "date": env.get("date", ""), "path": str(path),
                      "config_id": hashlib.sha256(setting.encode()).hexdigest()[:10], "setting_json": setting,
                      **rec["final"], **selected_columns(rec), **hparam_columns(rec)})
@@ -139,15 +141,9 @@ def format_summary(summary: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     table = pd.DataFrame(index=summary.index)
     for c in cols:
         m, s = summary[(c, "mean")], summary[(c, "std")]
-        table[c] = [("–" if pd.isna(a) else f"{a:.{digits}f}" if pd.isna(b) else f"{a:.{digits}f} ± {b:.{digits}f}")
-                    for a, b in zip(m, s)]
+        table[c] = [mean_std(a, b, digits) for a, b in zip(m, s)]
     table["seeds"] = summary[("n_seeds", "")]
     return table
-
-
-def _pm(values: pd.Series, digits: int) -> str:
-    m, s = values.mean(), values.std(ddof=1)
-    return f"{m:.{digits}f}" if pd.isna(s) else f"{m:.{digits}f} ± {s:.{digits}f}"
 
 
 def modality_table(runs: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
@@ -169,7 +165,7 @@ def modality_table(runs: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
     long = pd.DataFrame([{"model": name, "seed": r["seed"], "target": r["target"],
                           "source (val)": r[v], "target (test)": r[t]} for name, r, v, t in entries])
     per_seed = long.groupby(["model", "seed"], sort=False)[["source (val)", "target (test)"]].mean()
-    table = per_seed.groupby(level="model", sort=False).agg(lambda s: _pm(s, digits))
+    table = per_seed.groupby(level="model", sort=False).agg(lambda s: mean_std(s.mean(), s.std(ddof=1), digits))
     table["seeds"] = per_seed.groupby(level="model", sort=False).size()
     return table
 
@@ -199,7 +195,8 @@ def trace_frame(record: dict) -> pd.DataFrame:
 
 
 def provenance(runs: pd.DataFrame) -> str:
-    """Where a table's numbers come from: run count, devices, code commits and dates of its records."""
+    """Where a table's numbers come from: run count, devices, code commits, training-code versions
+    (:mod:`mmdg.code_version`; records from before it was recorded count as "unrecorded"), dates, seeds."""
     if runs.empty:
         raise ValueError("provenance: the runs table is empty")
 
@@ -210,5 +207,9 @@ def provenance(runs: pd.DataFrame) -> str:
     dates = sorted(str(d) for d in runs["date"] if str(d))
     span = (dates[0][:10] if dates[0][:10] == dates[-1][:10] else f"{dates[0][:10]} to {dates[-1][:10]}") if dates else "unknown"
     count = f"{len(runs)} run" + ("" if len(runs) == 1 else "s")
-    return (f"Measured: {count} on {listed('device')}, code commit {listed('commit')}, "
+    versions = sorted({str(v) if isinstance(v, str) and v else "unrecorded"
+                       for v in (runs["code"] if "code" in runs else [""] * len(runs))})
+    code = (f"one training-code version {versions[0]}" if len(versions) == 1
+            else f"{len(versions)} training-code versions ({', '.join(versions)})")
+    return (f"Measured: {count} on {listed('device')}, code commit {listed('commit')}, {code}, "
             f"{span}; seeds {sorted(set(int(s) for s in runs['seed']))}.")

@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..diagnostics import FeatureTracker, fusion_overfitting_report
 from ..train import RunConfig, build_run, train
+from .compare import mean_std
 from .results import read_record, write_record
 from .sweep import record_path
 
@@ -118,7 +119,6 @@ def seed_summary(table: pd.DataFrame, value: str, rows: str = "label", cols: str
     """``mean ± std`` over seeds of ``value`` averaged over targets within each seed, as rows x cols."""
     per_seed = table.groupby([rows, cols, "seed"], sort=False)[value].mean()
     stats = per_seed.groupby(level=[rows, cols], sort=False).agg(["mean", "std"])
-    text = [f"{m:.{digits}f}" if pd.isna(s) else f"{m:.{digits}f} ± {s:.{digits}f}"
-            for m, s in zip(stats["mean"], stats["std"])]
+    text = [mean_std(m, s, digits) for m, s in zip(stats["mean"], stats["std"])]
     out = pd.Series(text, index=stats.index).unstack(cols).fillna("–")
     return out.reindex(index=list(dict.fromkeys(table[rows])), columns=list(dict.fromkeys(table[cols])))

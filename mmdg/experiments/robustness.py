@@ -4,6 +4,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..evaluation.missing import FILLS
+from .compare import mean_std
 
 FILL_LABELS = {"zero": "zero-filled", "source_mean": "source mean", "translation": "translated"}
 
@@ -37,14 +38,7 @@ def missing_table(runs: pd.DataFrame, by: str | list[str] = "method", digits: in
     cols = ["all present"] + [FILL_LABELS[f] for f in FILLS]
     per_seed = long.groupby(by + ["missing", "seed"], sort=False)[cols].mean()
 
-    def pm(s: pd.Series) -> str:
-        s = s.dropna()
-        if s.empty:
-            return "–"
-        mean, std = s.mean(), s.std(ddof=1)
-        return f"{mean:.{digits}f}" if pd.isna(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
-
     grouped = per_seed.groupby(level=by + ["missing"], sort=False)
-    table = grouped.agg(pm)
+    table = grouped.agg(lambda s: mean_std(s.mean(), s.std(ddof=1), digits))  # NaNs skipped
     table["seeds"] = grouped.size()
     return table
