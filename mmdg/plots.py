@@ -269,3 +269,45 @@ def clip_grid(samples: dict[str, dict], frames: int = 3, title: str | None = Non
         fig.suptitle(title, fontsize="medium")
     fig.tight_layout()
     return fig
+
+
+#: verdict -> (Okabe–Ito colour, marker) of :func:`forest`
+VERDICT_STYLE = {"gain": ("#009E73", "^"), "loss": ("#D55E00", "v"), "no detectable difference": ("#0072B2", "o"),
+                 "too few seeds": ("#999999", "s")}
+
+
+def forest(paired: pd.DataFrame, order: dict[str, list[str]], references: list[str], rule: str):
+    """Forest plot of paired differences: one panel per (benchmark, reference), one row per method.
+
+    ``paired`` has columns benchmark, reference, label, rule, delta, ci_low, ci_high, verdict (as
+    :func:`mmdg.experiments.summary.paired_all`); ``order`` lists each benchmark's methods top to
+    bottom.  Marker colour and shape give the verdict; bars the 95 % interval; the line is Δ = 0.
+    """
+    from matplotlib.lines import Line2D
+    shown = paired[(paired["rule"] == rule) & (paired["verdict"] != "reference")]
+    sizes = [len(order[b]) for b in order]
+    fig, axes = plt.subplots(len(order), len(references), figsize=(10, 0.28 * sum(sizes) + 2.2), sharey="row",
+                             squeeze=False, gridspec_kw={"height_ratios": sizes})
+    for i, bench in enumerate(order):
+        y = {label: len(order[bench]) - 1 - k for k, label in enumerate(order[bench])}
+        for j, ref in enumerate(references):
+            ax = axes[i, j]
+            rows = shown[(shown.benchmark == bench) & (shown.reference == ref)]
+            rows = rows.assign(y=rows["label"].map(y))
+            ax.errorbar(rows["delta"], rows["y"], fmt="none", ecolor="0.45", elinewidth=1, capsize=2,
+                        xerr=[(rows["delta"] - rows["ci_low"]).fillna(0), (rows["ci_high"] - rows["delta"]).fillna(0)])
+            for verdict, (colour, marker) in VERDICT_STYLE.items():
+                sel = rows[rows["verdict"] == verdict]
+                ax.scatter(sel["delta"], sel["y"], color=colour, marker=marker, s=28, zorder=3)
+            ax.axvline(0, color="black", lw=0.8)
+            if ref in y:
+                ax.annotate("reference", (0, y[ref]), xytext=(4, 0), textcoords="offset points", va="center",
+                            fontsize="small", color="0.3")
+            ax.set_yticks(list(y.values()), list(y))
+            ax.set(title=f"{bench}: Δ vs {ref}", ylim=(-0.7, len(y) - 0.3))
+            if i == len(order) - 1:
+                ax.set_xlabel("Δ target accuracy (points)")
+    handles = [Line2D([], [], ls="none", marker=m, color=c, label=v) for v, (c, m) in VERDICT_STYLE.items()]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False, bbox_to_anchor=(0.5, 0.0))
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig

@@ -189,3 +189,31 @@ def test_gradient_projection_draws_the_right_angle_as_a_right_angle():
 def test_legend_outside_names_the_bad_place():
     with pytest.raises(ValueError, match="where must be one of"):
         plots.legend_outside(plt.subplots()[1], "inside")
+
+
+def test_forest_places_each_method_with_its_interval_and_verdict():
+    import pandas as pd
+    from mmdg.plots import VERDICT_STYLE, forest
+    paired = pd.DataFrame([
+        {"benchmark": "b", "reference": "erm", "label": "erm", "rule": "sv", "delta": 0.0, "ci_low": None,
+         "ci_high": None, "verdict": "reference"},
+        {"benchmark": "b", "reference": "erm", "label": "gmp", "rule": "sv", "delta": 2.0, "ci_low": 1.0,
+         "ci_high": 4.0, "verdict": "gain"},
+        {"benchmark": "b", "reference": "erm", "label": "mer", "rule": "sv", "delta": -1.0, "ci_low": -3.0,
+         "ci_high": 0.5, "verdict": "no detectable difference"},
+        {"benchmark": "b", "reference": "erm", "label": "gmp", "rule": "oracle", "delta": 9.0, "ci_low": 8.0,
+         "ci_high": 10.0, "verdict": "gain"}])
+    fig = forest(paired, {"b": ["erm", "gmp", "mer"]}, ["erm"], "sv")
+    ax = fig.axes[0]
+    points = {tuple(p) for c in ax.collections if hasattr(c, "get_offsets") for p in c.get_offsets()
+              if len(c.get_offsets())}
+    assert (2.0, 1.0) in points and (-1.0, 0.0) in points and not any(x == 9.0 for x, _ in points)  # other rule left out
+    colours = {tuple(round(v, 3) for v in c.get_facecolor()[0]) for c in ax.collections
+               if len(c.get_offsets()) and len(c.get_facecolor())}
+    import matplotlib.colors as mc
+    assert tuple(round(v, 3) for v in mc.to_rgba(VERDICT_STYLE["gain"][0])) in colours
+    segments = [s for c in ax.collections if type(c).__name__ == "LineCollection" for s in c.get_segments()]
+    assert any(abs(s[0][0] - 1.0) < 1e-9 and abs(s[1][0] - 4.0) < 1e-9 for s in segments)  # gmp's interval
+    rows = {t.get_text(): y for t, y in zip(ax.get_yticklabels(), ax.get_yticks())}
+    assert rows == {"erm": 2, "gmp": 1, "mer": 0}  # listed top to bottom
+    assert any(abs(l.get_xdata()[0]) < 1e-12 for l in ax.get_lines())  # the line at zero
