@@ -8,10 +8,12 @@ BIN     := $(VENV)/bin
 KEY     := $(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-12)-$(shell echo $(CURDIR) | sha256sum | cut -c1-6)
 STAMP   := $(VENV)/.installed-$(KEY)
 PYTEST_NB := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
-# MathJax for offline reading (pinned; sha256 of the npm tarball), unpacked below _static/ by `make book`
+# MathJax for offline reading (pinned; sha256 of the npm tarball). `make book` unpacks it into $(MATHJAX_DIR), which
+# sphinx copies into the HTML (html_extra_path in _config.yml; not _static/, where jupyter-book would load every .js)
 MATHJAX        := 3.2.2
 MATHJAX_SHA256 := 1b9c0a1c44df864e915690558e72adb9cc5203360daefd385084ced3b6c64c09
-MATHJAX_STAMP  := _static/mathjax/.installed-$(MATHJAX)
+MATHJAX_DIR    := .cache/book-extra/_static/mathjax
+MATHJAX_STAMP  := $(MATHJAX_DIR)/.installed-$(MATHJAX)
 
 export PYTHONHASHSEED := 0
 unexport MPLBACKEND
@@ -39,8 +41,8 @@ $(MATHJAX_STAMP):
 	mkdir -p .cache
 	cd .cache && npm pack --silent mathjax@$(MATHJAX) >/dev/null
 	echo "$(MATHJAX_SHA256)  .cache/mathjax-$(MATHJAX).tgz" | sha256sum -c --quiet -
-	rm -rf _static/mathjax && mkdir -p _static/mathjax
-	tar -xzf .cache/mathjax-$(MATHJAX).tgz -C _static/mathjax --strip-components=2 package/es5
+	rm -rf $(MATHJAX_DIR) && mkdir -p $(MATHJAX_DIR)
+	tar -xzf .cache/mathjax-$(MATHJAX).tgz -C $(MATHJAX_DIR) --strip-components=2 package/es5
 	touch $(MATHJAX_STAMP)
 
 book: venv mathjax
@@ -58,4 +60,4 @@ goldens: venv
 	$(BIN)/python scripts/run_notebooks.py --profile smoke --golden --out tests/golden
 
 clean:
-	rm -rf _build book/executed _static/mathjax
+	rm -rf _build book/executed .cache/book-extra
