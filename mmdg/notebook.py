@@ -252,7 +252,8 @@ def parameters(notebook: str, namespace: dict, choices: dict | None = None) -> d
 
 
 def setup(seed: int = 0, threads: int | None = 2) -> None:
-    """Seed, fix the CPU thread count (reproducible float reductions) and set plot/table styles.
+    """Seed, fix the CPU thread count (reproducible float reductions) and set plot/table styles
+    (two decimals, table cells never cut).
 
     ``OMP_NUM_THREADS``, when set, caps ``threads``.
     """
@@ -266,3 +267,4 @@ def setup(seed: int = 0, threads: int | None = 2) -> None:
     plt.rcParams.update({"figure.dpi": 90, "figure.figsize": (6.4, 3.6), "axes.grid": True,
                          "grid.alpha": 0.3})
     pd.set_option("display.precision", 2)
+    pd.set_option("display.max_colwidth", None)  # table cells in full (pandas cuts text at 50 characters)

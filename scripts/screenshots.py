@@ -5,7 +5,7 @@
   python scripts/screenshots.py /tmp/shots --tile 1800     # each page cut into 1800 px high PNGs
 
 The browser runs with its network switched off (DevTools ``Network.emulateNetworkConditions``), as for a
-reader who opens the book from disk without internet. For each page it writes ``NN_name[-K].png`` and
+reader who opens the book from disk without internet. For each page it writes ``name[-K].png`` and
 prints: rendered math (MathJax ``mjx-container`` elements, and ``$``/``\\(`` left as text), requests to
 other hosts (they fail offline), and elements that stick out of the page's text column without being
 scrollable (cut-off tables, unwrapped lines). Needs ``chromium`` (Debian: ``apt-get install chromium``).
@@ -97,13 +97,16 @@ async def shoot(pages: list[Path], out: Path, width: int, tile: int, ws_url: str
         remote = sorted({e["params"]["request"]["url"] for e in b.events if e.get("method") == "Network.requestWillBeSent"
                          and e["params"]["request"]["url"].startswith(("http:", "https:"))})
         height = int((await b.call("Page.getLayoutMetrics"))["cssContentSize"]["height"])
-        stem = f"{i:02d}_{page.stem}"
-        tops = range(0, height, tile) if tile else [0]
+        stem = page.stem
+        tops = list(range(0, height, tile)) if tile else [0]
+        # one window per image, scrolled as a reader scrolls (sticky sidebars stay in place)
+        await b.call("Emulation.setDeviceMetricsOverride", width=width, height=tile or height,
+                     deviceScaleFactor=1, mobile=False)
         for k, top in enumerate(tops):
-            h = min(tile, height - top) if tile else height
-            shot = await b.call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
-                                clip={"x": 0, "y": top, "width": width, "height": h, "scale": 1})
-            name = f"{stem}-{k + 1}.png" if tile and len(tops) > 1 else f"{stem}.png"
+            await b.call("Runtime.evaluate", expression=f"window.scrollTo(0, {top})")
+            await asyncio.sleep(0.3)
+            shot = await b.call("Page.captureScreenshot", format="png")
+            name = f"{stem}-{k + 1}.png" if len(tops) > 1 else f"{stem}.png"
             (out / name).write_bytes(base64.b64decode(shot["data"]))
         print(f"{stem}: {height} px in {len(tops)} image(s); math {math}, {check['math']} formulas rendered, "
               f"{check['raw_math']} left as TeX text; {len(remote)} remote request(s)")
@@ -135,7 +138,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as profile:
         log = Path(profile) / "chromium.log"
         with log.open("w") as err:
-            proc = subprocess.Popen([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+            proc = subprocess.Popen([chromium, "--headless", "--no-sandbox", "--disable-gpu",
                                      "--disable-background-networking", "--remote-debugging-port=0",
                                      f"--user-data-dir={profile}/user", "about:blank"],
                                     stdout=subprocess.DEVNULL, stderr=err)

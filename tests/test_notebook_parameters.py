@@ -7,6 +7,7 @@ import sys
 import types
 
 import nbformat
+import pandas as pd
 import papermill as pm
 import pytest
 import torch
@@ -139,6 +140,7 @@ def test_setup_respects_omp_num_threads(monkeypatch):
         monkeypatch.setenv("OMP_NUM_THREADS", "1")
         nbm.setup(threads=2)
         assert torch.get_num_threads() == 1
+        assert pd.get_option("display.max_colwidth") is None  # long table cells shown in full
     finally:
         torch.set_num_threads(before)
 
