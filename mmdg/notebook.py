@@ -7,6 +7,7 @@ A chapter's ``parameters`` cell declares each parameter once as ``name: type = d
 from __future__ import annotations
 
 import ast
+import html
 import json
 import os
 from pathlib import Path
@@ -14,8 +15,12 @@ from pathlib import Path
 import torch
 import yaml
 
+from .train import _git_commit
+
 TYPES = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "dict": dict}
+PROFILES = ("book", "smoke", "gpu")  # notebooks/params/<profile>.yaml; book is the notebooks' defaults
 COMMITTED = ("book", "gpu")  # profiles whose results/<profile>/ folders are committed
+OPEN_BOX = 6  # a parameter box with at most this many rows starts unfolded
 UNCOMMITTED = "results/custom"  # where record folders of runs with other parameters go
 
 
@@ -140,6 +145,62 @@ def profile_parameters(notebook: str, profile: str) -> dict:
     return values
 
 
+def is_record_folder(name: str) -> bool:
+    """Parameters named ``results_dir`` or ``*_results`` hold record folders."""
+    return name == "results_dir" or name.endswith("_results")
+
+
+def run_profiles(notebook: str, values: dict) -> list[str]:
+    """The profiles (of :data:`PROFILES`) whose parameters ``values`` are, record folders aside
+    (the goldens keep the smoke profile's values with their own folders); ``[]`` for a custom run."""
+    def settings(params: dict) -> dict:
+        return {k: v for k, v in params.items() if not is_record_folder(k)}
+    return [p for p in PROFILES if settings(values) == settings(profile_parameters(notebook, p))]
+
+
+def _shown(value) -> str:
+    return value if isinstance(value, str) else repr(value)
+
+
+class ParameterBox:
+    """What a chapter ran with: its resolved parameters, the profile they match and the code commit.
+
+    Shown as a foldable HTML table in the book (``text/html``) and as ``name = value`` lines in plain text;
+    neither holds a path of the machine or a time, so executed notebooks compare across machines (the
+    commit reads ``code commit <hash>``, which tests/nbval_sanitize.cfg masks).
+    """
+
+    def __init__(self, notebook: str, values: dict, profiles: list[str], commit: str):
+        self.declared = notebook_parameters(notebook)
+        self.values, self.commit = values, commit
+        self.profile = " = ".join(profiles) if profiles else "custom"
+
+    def title(self) -> str:
+        return f"Parameters of this run: profile {self.profile}, code commit {self.commit}"
+
+    def __repr__(self) -> str:
+        return self.title() + "\n" + "\n".join(f"  {k} = {_shown(v)}" for k, v in self.values.items())
+
+    def _repr_html_(self) -> str:
+        rows = "".join(f"<tr><td><code>{html.escape(k)}</code></td><td><code>{html.escape(_shown(v))}</code></td>"
+                       f"<td>{html.escape(self.declared[k][2])}</td></tr>" for k, v in self.values.items())
+        unfold = " open" if len(self.values) <= OPEN_BOX else ""
+        return (f'<details class="mmdg-parameters"{unfold}><summary>{html.escape(self.title())}</summary>'
+                f"<table><thead><tr><th>parameter</th><th>value</th><th>meaning</th></tr></thead>"
+                f"<tbody>{rows}</tbody></table></details>")
+
+
+def show(obj) -> None:
+    """Display ``obj`` when running in an IPython kernel (a notebook); do nothing elsewhere (tests, scripts)."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        display(obj)
+
+
 def record_folder(notebook: str, folder: str, values: dict) -> str:
     """``folder``, or its twin under ``results/custom/`` when it is a committed profile's folder
     (``results/book/...``, ``results/gpu/...``) and ``values`` are not that profile's parameters."""
@@ -161,7 +222,8 @@ def parameters(notebook: str, namespace: dict, choices: dict | None = None) -> d
     - record folders (parameters named ``results_dir`` or ``*_results``) under a committed profile's
       folder are redirected to ``results/custom/...`` unless every parameter equals that profile's
       (the notebook's defaults for ``results/book``, plus ``notebooks/params/gpu.yaml`` for
-      ``results/gpu``), so committed folders only receive the records of the profile that owns them.
+      ``results/gpu``), so committed folders only receive the records of the profile that owns them;
+    - in a notebook, the resolved values are displayed once as a :class:`ParameterBox`.
     """
     declared = notebook_parameters(notebook)
     unknown = [n for n in injected_names() if n not in declared]
@@ -177,7 +239,7 @@ def parameters(notebook: str, namespace: dict, choices: dict | None = None) -> d
         choose(name, values[name], allowed)
     given = dict(values)
     for name, value in given.items():
-        if (name == "results_dir" or name.endswith("_results")) and isinstance(value, str):
+        if is_record_folder(name) and isinstance(value, str):
             values[name] = record_folder(notebook, value, given)
             if values[name] != value:
                 profile = Path(value).parts[1]
@@ -185,11 +247,13 @@ def parameters(notebook: str, namespace: dict, choices: dict | None = None) -> d
                 print(f"{name} = {values[name]!r} (not committed): {', '.join(changed)} differ from the "
                       f"'{profile}' profile, which owns {value}")
     namespace.update(values)
+    show(ParameterBox(notebook, values, run_profiles(notebook, given), _git_commit()))
     return values
 
 
 def setup(seed: int = 0, threads: int | None = 2) -> None:
-    """Seed, fix the CPU thread count (reproducible float reductions) and set plot/table styles.
+    """Seed, fix the CPU thread count (reproducible float reductions) and set plot/table styles
+    (two decimals, table cells never cut).
 
     ``OMP_NUM_THREADS``, when set, caps ``threads``.
     """
@@ -203,3 +267,4 @@ def setup(seed: int = 0, threads: int | None = 2) -> None:
         torch.set_num_threads(min(threads, os.cpu_count() or threads))
     style()
     pd.set_option("display.precision", 2)
+    pd.set_option("display.max_colwidth", None)  # table cells in full (pandas cuts text at 50 characters)

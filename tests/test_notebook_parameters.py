@@ -1,8 +1,13 @@
-"""mmdg.notebook.parameters: declared types, papermill -p strings, unknown names, choices, record folders."""
+"""mmdg.notebook.parameters: declared types, papermill -p strings, unknown names, choices, record folders,
+the box of the values a chapter ran with."""
+import configparser
+import json
 import re
 import sys
 import types
 
+import nbformat
+import pandas as pd
 import papermill as pm
 import pytest
 import torch
@@ -135,6 +140,7 @@ def test_setup_respects_omp_num_threads(monkeypatch):
         monkeypatch.setenv("OMP_NUM_THREADS", "1")
         nbm.setup(threads=2)
         assert torch.get_num_threads() == 1
+        assert pd.get_option("display.max_colwidth") is None  # long table cells shown in full
     finally:
         torch.set_num_threads(before)
 
@@ -165,3 +171,77 @@ def test_each_profile_keeps_its_own_record_folders(notebook, profile, capsys):
     ns = profile_parameters(notebook, profile)
     assert parameters(notebook, dict(ns)) == ns
     assert capsys.readouterr().out == ""
+
+
+def sanitized(text: str) -> str:
+    """``text`` after the replacements nbval applies (tests/nbval_sanitize.cfg) before comparing outputs."""
+    cfg = configparser.ConfigParser()
+    cfg.read(nbm.repo_root() / "tests" / "nbval_sanitize.cfg")
+    for section in cfg.sections():
+        text = re.sub(cfg[section]["regex"], cfg[section]["replace"], text)
+    return text
+
+
+def test_parameter_box_shows_each_value_the_profile_and_the_commit():
+    values = {"epochs": 15, "seeds": [0, 1, 2], "results_dir": "results/book/01_overview", "device": "auto"}
+    box = nbm.ParameterBox("01_overview", values, ["book"], "abc1234")
+    page, text = box._repr_html_(), repr(box)
+    for cell in ("<td><code>epochs</code></td><td><code>15</code></td>",
+                 "<td><code>seeds</code></td><td><code>[0, 1, 2]</code></td>",
+                 "<td><code>results_dir</code></td><td><code>results/book/01_overview</code></td>",
+                 "<td><code>device</code></td><td><code>auto</code></td><td>&quot;auto&quot;, &quot;cpu&quot; or "
+                 "&quot;cuda&quot;</td>"):
+        assert cell in page
+    assert page.startswith('<details class="mmdg-parameters" open><summary>Parameters of this run: profile book, '
+                           'code commit abc1234</summary>')
+    assert text.splitlines() == ["Parameters of this run: profile book, code commit abc1234", "  epochs = 15",
+                                 "  seeds = [0, 1, 2]", "  results_dir = results/book/01_overview", "  device = auto"]
+    assert str(nbm.repo_root()) not in page + text
+    # the commit is masked where nbval compares, whatever the checkout: so goldens hold across commits
+    for commit in ("abc1234", "0123456789ab+dirty", "unknown"):
+        other = nbm.ParameterBox("01_overview", values, ["book"], commit)
+        assert sanitized(other._repr_html_()) == sanitized(page) and sanitized(repr(other)) == sanitized(text)
+    assert "code commit <COMMIT>" in sanitized(page)
+    # a box with many rows starts folded
+    many = {f"p{i}": i for i in range(nbm.OPEN_BOX + 1)}
+    box = nbm.ParameterBox("01_overview", many, [], "abc1234")
+    box.declared = {k: ("int", 0, "") for k in many}
+    assert box._repr_html_().startswith('<details class="mmdg-parameters"><summary>Parameters of this run: '
+                                        'profile custom,')
+
+
+def test_run_profiles_name_the_profile_whose_values_a_run_has():
+    book, smoke = profile_parameters("01_overview", "book"), profile_parameters("01_overview", "smoke")
+    assert nbm.run_profiles("01_overview", book) == ["book"]
+    assert nbm.run_profiles("01_overview", smoke) == ["smoke"]
+    # a golden: the smoke values with its own record folder
+    assert nbm.run_profiles("01_overview", {**smoke, "results_dir": "tests/golden/records/01_overview"}) == ["smoke"]
+    assert nbm.run_profiles("01_overview", {**book, "epochs": 1}) == []
+    # chapter 4 has no smoke or gpu settings: its defaults are all three profiles
+    assert nbm.run_profiles("04_gmp_explained", profile_parameters("04_gmp_explained", "book")) == ["book", "smoke", "gpu"]
+
+
+def test_parameters_shows_the_box_once_in_a_notebook(tmp_path):
+    """In a kernel, parameters() displays one box with the resolved values (the redirected folder too)."""
+    nb = nbformat.v4.new_notebook()
+    source = json.loads((nbm.repo_root() / "notebooks" / "01_overview.ipynb").read_text())["cells"]
+    declared = "".join(next(c for c in source if "parameters" in c["metadata"].get("tags", []))["source"])
+    nb.cells = [nbformat.v4.new_code_cell(declared, metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell('from mmdg.notebook import parameters\nparameters("01_overview", globals());')]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "in.ipynb")
+    out = pm.execute_notebook(str(tmp_path / "in.ipynb"), str(tmp_path / "out.ipynb"), parameters={"epochs": 3},
+                              kernel_name="python3", progress_bar=False, cwd=str(tmp_path))
+    outputs = out.cells[-1].outputs
+    shown = [o for o in outputs if o.output_type == "display_data"]
+    assert len(shown) == 1, outputs
+    page = shown[0].data["text/html"]
+    assert page.count('class="mmdg-parameters"') == 1 and "profile custom, code commit " in page
+    for name, value in (("epochs", "3"), ("seeds", "[0, 1, 2]"), ("results_dir", "results/custom/01_overview"),
+                        ("device", "auto")):
+        assert f"<td><code>{name}</code></td><td><code>{value}</code></td>" in page
+    assert shown[0].data["text/plain"].splitlines()[1:] == ["  epochs = 3", "  seeds = [0, 1, 2]",
+                                                            "  results_dir = results/custom/01_overview",
+                                                            "  device = auto"]
+    streams = "".join(o.text for o in outputs if o.output_type == "stream")
+    assert "results/custom/01_overview" in streams and "epochs differ from the 'book' profile" in streams
