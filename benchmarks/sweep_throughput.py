@@ -126,6 +126,8 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--seq-threads", type=int, default=None)
     ap.add_argument("--baseline", default=None, metavar="REV")
+    ap.add_argument("--no-sequential", action="store_true",
+                    help="with --baseline: skip this code's sequential path (and the record-equality check)")
     ap.add_argument("--breakdown", action="store_true")
     ap.add_argument("--breakdown-only", choices=["cold", "warm"], help=argparse.SUPPRESS)
     ap.add_argument("--save", default=None)
@@ -149,14 +151,15 @@ def main() -> None:
                 out["baseline"] = {**base, "commit": _commit(old), "runs_per_hour": 3600 * runs / base["seconds"]}
             worker_threads = max(1, (os.cpu_count() or 1) // a.jobs)
             eq_env = {**env, "OMP_NUM_THREADS": str(worker_threads)} if old is not None else seq_env
-            seq = _timed([*_args(a.profile), "--results", f"{tmp}/seq", "--launcher", "local"], eq_env)
             par = _timed([*_args(a.profile), "--results", f"{tmp}/par", "--launcher", "parallel", "--jobs",
                           str(a.jobs)], env)
-            out["records_equal"] = _records(Path(tmp) / "seq") == _records(Path(tmp) / "par")
-            out["sequential"] = {**seq, "runs_per_hour": 3600 * runs / seq["seconds"],
-                                 "threads": eq_env.get("OMP_NUM_THREADS", "default")}
             out["parallel"] = {**par, "runs_per_hour": 3600 * runs / par["seconds"]}
-            out["ratio_parallel_vs_sequential"] = seq["seconds"] / par["seconds"]
+            if not (a.no_sequential and old is not None):
+                seq = _timed([*_args(a.profile), "--results", f"{tmp}/seq", "--launcher", "local"], eq_env)
+                out["records_equal"] = _records(Path(tmp) / "seq") == _records(Path(tmp) / "par")
+                out["sequential"] = {**seq, "runs_per_hour": 3600 * runs / seq["seconds"],
+                                     "threads": eq_env.get("OMP_NUM_THREADS", "default")}
+                out["ratio_parallel_vs_sequential"] = seq["seconds"] / par["seconds"]
             if old is not None:
                 out["ratio_parallel_vs_baseline"] = out["baseline"]["seconds"] / par["seconds"]
             if a.breakdown:

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Screenshot every page of a built book with headless Chromium, offline, and list what looks wrong.
 
-  python scripts/screenshots.py /tmp/shots                 # pages of _build/html, 1280 px wide
-  python scripts/screenshots.py /tmp/shots --tile 1800     # each page cut into 1800 px high PNGs
+  python scripts/screenshots.py _build/shots              # pages of _build/html, 1280 px wide
+  python scripts/screenshots.py _build/shots --tile 1800     # each page cut into 1800 px high PNGs
 
 The browser runs with its network switched off (DevTools ``Network.emulateNetworkConditions``), as for a
 reader who opens the book from disk without internet. For each page it writes ``name[-K].png`` and
