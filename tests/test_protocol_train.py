@@ -191,13 +191,13 @@ def test_provenance_names_devices_commits_code_versions_dates_and_seeds():
                          "date": ["2026-12-01 10:00:00 UTC", "2026-12-02 09:00:00 UTC", "2026-12-01 11:00:00 UTC"],
                          "seed": [1, 0, 1]})
     text = provenance(runs)
-    assert text == ("Measured: 3 runs on NVIDIA H200, cpu, code commit abc1234, def5678, 2 training-code versions "
-                    "(0123456789ab, unrecorded), 2026-12-01 to 2026-12-02; seeds [0, 1].")
-    assert provenance(runs.iloc[[0, 2]]) == ("Measured: 2 runs on cpu, code commit abc1234, def5678, 2 training-code "
-                                             "versions (0123456789ab, unrecorded), 2026-12-01; seeds [1].")
+    assert text == ("Measured: 3 runs on NVIDIA H200, cpu, code commit abc1234, def5678, training-code version "
+                    "0123456789ab, not recorded for 1 of the runs, 2026-12-01 to 2026-12-02; seeds [0, 1].")
+    two = runs.assign(code=["0123456789ab", "ba9876543210", "0123456789ab"])
+    assert "training-code versions 0123456789ab, ba9876543210, 2026" in provenance(two)
     assert provenance(runs.iloc[[0, 1]]) == ("Measured: 2 runs on NVIDIA H200, cpu, code commit abc1234, one "
                                              "training-code version 0123456789ab, 2026-12-01 to 2026-12-02; seeds [0, 1].")
-    assert "one training-code version unrecorded" in provenance(runs.drop(columns="code").iloc[[1]])
+    assert ", training-code version not recorded, 2026-12-02" in provenance(runs.drop(columns="code").iloc[[1]])
     with pytest.raises(ValueError, match="empty"):
         provenance(runs.iloc[[]])
 

@@ -196,7 +196,7 @@ def trace_frame(record: dict) -> pd.DataFrame:
 
 def provenance(runs: pd.DataFrame) -> str:
     """Where a table's numbers come from: run count, devices, code commits, training-code versions
-    (:mod:`mmdg.code_version`; records from before it was recorded count as "unrecorded"), dates, seeds."""
+    (:mod:`mmdg.code_version`; records written before it was recorded say "not recorded"), dates, seeds."""
     if runs.empty:
         raise ValueError("provenance: the runs table is empty")
 
@@ -207,9 +207,14 @@ def provenance(runs: pd.DataFrame) -> str:
     dates = sorted(str(d) for d in runs["date"] if str(d))
     span = (dates[0][:10] if dates[0][:10] == dates[-1][:10] else f"{dates[0][:10]} to {dates[-1][:10]}") if dates else "unknown"
     count = f"{len(runs)} run" + ("" if len(runs) == 1 else "s")
-    versions = sorted({str(v) if isinstance(v, str) and v else "unrecorded"
-                       for v in (runs["code"] if "code" in runs else [""] * len(runs))})
-    code = (f"one training-code version {versions[0]}" if len(versions) == 1
-            else f"{len(versions)} training-code versions ({', '.join(versions)})")
+    codes = [v if isinstance(v, str) else "" for v in (runs["code"] if "code" in runs else [""] * len(runs))]
+    known, unknown = sorted({v for v in codes if v}), sum(1 for v in codes if not v)
+    if not known:
+        code = "training-code version not recorded"
+    elif len(known) == 1 and not unknown:
+        code = f"one training-code version {known[0]}"
+    else:
+        code = (f"training-code version{'s' if len(known) > 1 else ''} {', '.join(known)}"
+                + (f", not recorded for {unknown} of the runs" if unknown else ""))
     return (f"Measured: {count} on {listed('device')}, code commit {listed('commit')}, {code}, "
             f"{span}; seeds {sorted(set(int(s) for s in runs['seed']))}.")
