@@ -48,6 +48,19 @@ def test_t_quantile_inverts_the_integrated_density(df):
         assert 0.5 + _integral(lambda x: _t_density(x, df), 0.0, q) == pytest.approx(p, abs=1e-10)
 
 
+def test_t_quantile_and_interval_match_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    for df in (1, 2, 3, 4, 5, 9, 29, 99):
+        for p in (0.9, 0.975, 0.995):
+            assert t_quantile(p, df) == pytest.approx(stats.t.ppf(p, df), rel=1e-9)
+    diffs = [1.5, -0.25, 2.75, 0.5, 1.0]  # a paired-by-seed difference: scipy's one-sample t-interval
+    lo, hi = stats.t.interval(0.95, len(diffs) - 1, loc=sum(diffs) / 5, scale=stats.sem(diffs))
+    table = pd.DataFrame([{"label": lab, "target": "t", "seed": s, "test_acc": a, "oracle_test_acc": a}
+                          for s, d in enumerate(diffs) for lab, a in (("ref", 50.0), ("m", 50.0 + d))])
+    row = paired_by_seed(table, "ref", rules={"sv": "test_acc"}).set_index("label").loc["m"]
+    assert row["ci_low"] == pytest.approx(lo, rel=1e-9) and row["ci_high"] == pytest.approx(hi, rel=1e-9)
+
+
 def test_t_quantile_rejects_bad_input():
     with pytest.raises(ValueError, match="df must be a positive integer, got 0"):
         t_quantile(0.975, 0)
