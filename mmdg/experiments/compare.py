@@ -131,9 +131,10 @@ def paired_by_seed(table: pd.DataFrame, reference: str, label: str = "label",
     ref = table[table[label] == reference]
     rows = []
     for name, part in table.groupby(label, sort=False):
+        paired = part.merge(ref, on=["target", "seed"], suffixes=("", "_ref"))
         for rule, key in rules.items():
             own = part.dropna(subset=[key]).groupby("seed")[key].mean()
-            pair = part.merge(ref, on=["target", "seed"], suffixes=("", "_ref")).dropna(subset=[key, f"{key}_ref"])
+            pair = paired.dropna(subset=[key, f"{key}_ref"])
             diffs = (pair.groupby("seed")[key].mean() - pair.groupby("seed")[f"{key}_ref"].mean()).to_numpy()
             n = len(diffs)
             delta = float(diffs.mean()) if n else float("nan")

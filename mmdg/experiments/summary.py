@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .compare import REFERENCE, RULES, mean_std, paired_by_seed
+from .compare import REFERENCE, RULES, delta_ci, mean_std, paired_by_seed
 from .papers import paper_delta
 
 
@@ -21,11 +21,8 @@ def paired_all(runs: dict[str, pd.DataFrame], references: list[str], rules: dict
 
 
 def delta_text(row, digits: int = 1) -> str:
-    """``"+1.2 [-0.3, +2.7] no detectable difference"``: Δ, its 95 % interval (when there is one), verdict."""
-    if pd.isna(row["delta"]):
-        return f"– {row['verdict']}"
-    ci = "" if pd.isna(row["ci_low"]) else f" [{row['ci_low']:+.{digits}f}, {row['ci_high']:+.{digits}f}]"
-    return f"{row['delta']:+.{digits}f}{ci} {row['verdict']}"
+    """``"+1.2 [−0.3, +2.7] no detectable difference"``: :func:`~.compare.delta_ci` and the verdict."""
+    return f"{delta_ci(row, digits)} {row['verdict']}"
 
 
 def side_by_side(paired: pd.DataFrame, rule: str, digits: int = 1) -> pd.DataFrame:
