@@ -71,7 +71,7 @@ def _timed(argv: list[str], env: dict, tree: Path = ROOT) -> dict:
 
 def breakdown(profile: str, warm: bool = False) -> dict:
     """One run timed by phase; ``warm``: as a parallel worker runs it, after an earlier run in this
-    process built the benchmark (``mmdg.experiments.launchers.shared_benchmark``)."""
+    process built the benchmark (``mmdg.experiments.sweep.shared_benchmark``)."""
     t0 = time.perf_counter()
     import mmdg.train as T
     spent = {"import": time.perf_counter() - t0, "data": 0.0, "evaluation": 0.0}
@@ -92,7 +92,7 @@ def breakdown(profile: str, warm: bool = False) -> dict:
                       modalities=["video", "audio"])
     bench = None
     if warm:
-        from mmdg.experiments.launchers import shared_benchmark
+        from mmdg.experiments.sweep import shared_benchmark
         T.train(T.RunConfig(**{**cfg.to_dict(), "method": "erm", "epochs": 1}), progress=False,
                 benchmark=shared_benchmark(cfg))
         spent.update(data=0.0, evaluation=0.0)

@@ -17,7 +17,7 @@ from ..diagnostics import FeatureTracker, fusion_overfitting_report
 from ..train import RunConfig, build_run, train
 from .compare import mean_std
 from .results import read_record, write_record
-from .sweep import record_path
+from .sweep import record_path, shared_benchmark
 
 
 def run_diagnosed(cfg: RunConfig, results_dir: Path | None = None, track: bool = True,

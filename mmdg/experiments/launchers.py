@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
-import inspect
 import io
-import json
 import multiprocessing
 import os
 import shutil
@@ -59,36 +57,11 @@ def _last_line(e: BaseException) -> str:
     return lines[-1].strip() if lines else type(e).__name__
 
 
-#: Benchmarks built in this (worker) process, reused by its later runs: generating data is a
-#: sixth of a book-profile run.  Generated data is read-only and drawn from its own generators; each
-#: run seeds its own RNGs after building its split, so runs share data, never random state.
-_BENCHMARKS: dict[str, object] = {}
-
-
-def shared_benchmark(cfg: RunConfig):
-    """The benchmark of ``cfg``, built once per process; None for file-backed ones (they count
-    skipped samples per run) or when building it fails (the run then reports the error)."""
-    from ..data import BENCHMARKS
-    from ..data.base import benchmark_for_target
-    try:
-        by_target = "target_domain" in inspect.signature(BENCHMARKS.get(cfg.benchmark)).parameters
-        key = json.dumps([cfg.benchmark, cfg.benchmark_kwargs, cfg.target if by_target else None],
-                         sort_keys=True, default=str)
-        if key not in _BENCHMARKS:
-            while len(_BENCHMARKS) >= 3:
-                _BENCHMARKS.pop(next(iter(_BENCHMARKS)))
-            _BENCHMARKS[key] = benchmark_for_target(cfg.benchmark, cfg.target, **cfg.benchmark_kwargs)
-    except Exception:
-        return None
-    bench = _BENCHMARKS[key]
-    return None if callable(getattr(bench, "skipped_samples", None)) else bench
-
-
 def execute(cfg: RunConfig, results_dir: Path, overwrite: bool = False, redirect: bool = True,
             progress: bool = False, share_data: bool = False) -> Outcome:
     """Run one job; its output (with ``redirect``) and any traceback go to its log; never raises.
-    ``share_data``: reuse this process's generated benchmark data (:func:`shared_benchmark`)."""
-    from .sweep import run_one
+    ``share_data``: reuse this process's generated benchmark data (:func:`~.sweep.shared_benchmark`)."""
+    from .sweep import run_one, shared_benchmark
     log = log_path(results_dir, cfg)
     log.parent.mkdir(parents=True, exist_ok=True)
     out = Outcome(cfg.run_id(), _name(cfg), "failed", log=str(log))

@@ -8,6 +8,9 @@ complete); an unreadable record is moved aside and the run trained again.
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import json
+import time
 from pathlib import Path
 
 from ..io import move_aside, remove_stale_temporaries
@@ -48,6 +51,31 @@ def _existing(path: Path) -> dict | None:
         return None
 
 
+#: Benchmarks built in this (worker) process, reused by its later runs: generating data is a
+#: sixth of a book-profile run.  Generated data is read-only and drawn from its own generators; each
+#: run seeds its own RNGs after building its split, so runs share data, never random state.
+_BENCHMARKS: dict[str, object] = {}
+
+
+def shared_benchmark(cfg: RunConfig):
+    """The benchmark of ``cfg``, built once per process; None for file-backed ones (they count
+    skipped samples per run) or when building it fails (the run then reports the error)."""
+    from ..data import BENCHMARKS
+    from ..data.base import benchmark_for_target
+    try:
+        by_target = "target_domain" in inspect.signature(BENCHMARKS.get(cfg.benchmark)).parameters
+        key = json.dumps([cfg.benchmark, cfg.benchmark_kwargs, cfg.target if by_target else None],
+                         sort_keys=True, default=str)
+        if key not in _BENCHMARKS:
+            while len(_BENCHMARKS) >= 3:
+                _BENCHMARKS.pop(next(iter(_BENCHMARKS)))
+            _BENCHMARKS[key] = benchmark_for_target(cfg.benchmark, cfg.target, **cfg.benchmark_kwargs)
+    except Exception:
+        return None
+    bench = _BENCHMARKS[key]
+    return None if callable(getattr(bench, "skipped_samples", None)) else bench
+
+
 def run_one(cfg: RunConfig, results_dir: Path, overwrite: bool = False, progress: bool = True,
             keep_checkpoint: bool = False, benchmark=None) -> tuple[Path, dict, bool]:
     """Train ``cfg`` unless its record exists; returns (record path, record, skipped).
@@ -83,6 +111,20 @@ def run_one(cfg: RunConfig, results_dir: Path, overwrite: bool = False, progress
         if not keep_checkpoint and ckpt.exists():
             ckpt.unlink()
     return path, record, False
+
+
+def record_of(cfg: RunConfig, results_dir: Path, poll: float = 5.0) -> dict:
+    """The record of ``cfg``: read if it exists, else trained here (on this process's generated data,
+    :func:`shared_benchmark`); while another live process trains it, wait for its record.
+
+    What a chapter calls: two chapters (or two sweeps) filling one results folder share the work."""
+    path = record_path(results_dir, cfg)
+    while True:
+        bench = None if path.exists() else shared_benchmark(cfg)  # reading a record builds no data
+        try:
+            return run_one(cfg, results_dir, progress=False, benchmark=bench)[1]
+        except RunLocked:
+            time.sleep(poll)
 
 
 def grid(base: RunConfig, methods: list[str], targets: list[str], seeds: list[int]) -> list[RunConfig]:

@@ -18,7 +18,7 @@ PRESETS = {
     "tiny": dict(frames=8, height=16, width=16, audio_seconds=0.5, sample_rate=8000, n_mels=32,
                  train_per_domain=32, test_per_domain=16),
     "cpu": dict(frames=8, height=32, width=32, audio_seconds=1.0, sample_rate=8000, n_mels=40,
-                train_per_domain=300, test_per_domain=120),
+                train_per_domain=300, test_per_domain=200),
     "gpu": dict(frames=16, height=112, width=112, audio_seconds=2.0, sample_rate=16000, n_mels=64,
                 train_per_domain=600, test_per_domain=200),
 }
