@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pandas as pd
+
 from ..methods import non_default
 from ..train import RunConfig
 from .selection import SourceVal
@@ -97,3 +99,28 @@ def launch_search(configs: list[RunConfig], trials: int, results_dir, log=print,
     retrain, choices = search(configs, trials, run, read, log)
     run(retrain)
     return summary, choices
+
+
+def tuned_runs(specs: dict[str, tuple[str, dict]], base: RunConfig, targets: list, seeds: list, trials: int,
+               results_dir) -> tuple[list[dict], pd.DataFrame]:
+    """The fair protocol for a chapter: every method of ``specs`` (``label -> (registry name, fixed
+    hyperparameters)``) searched with the same ``trials`` on ``base``, then its choice per target
+    trained with every seed (records read or trained through :func:`~.sweep.record_of`).
+
+    Returns the retrained records (each with ``label``) and one row per (label, target): the chosen
+    trial, every trial's source-validation accuracy and the chosen hyperparameters (``{}``: defaults).
+    """
+    from .sweep import record_of
+    label_of = {name: label for label, (name, _) in specs.items()}
+    if len(label_of) != len(specs):
+        raise ValueError(f"tuned_runs: two labels share a registry name in {specs}")
+    configs = [dataclasses.replace(base, method=name, hparams=dict(hp), target=t, seed=s)
+               for name, hp in specs.values() for t in targets for s in seeds]
+    read = lambda c: record_of(c, results_dir)  # noqa: E731
+    retrain, choices = search(configs, trials, lambda cs: [read(c) for c in cs], read, log=lambda _: None)
+    records = [{**read(c), "label": label_of[c.method]} for c in retrain]
+    fixed = dict(specs.values())
+    rows = [{"label": label_of[m], "target": t, "trial": ch["trial"], "source val per trial": ch["trials"],
+             "hparams": {k: v for k, v in ch["hparams"].items() if fixed[m].get(k) != v}}
+            for (m, t), ch in choices.items()]
+    return records, pd.DataFrame(rows)
