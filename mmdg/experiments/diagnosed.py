@@ -7,6 +7,7 @@ last epoch) and, per epoch, the feature entropy / effective rank of the source-t
 """
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Mapping
@@ -16,31 +17,45 @@ import pandas as pd
 from ..diagnostics import FeatureTracker, fusion_overfitting_report
 from ..train import RunConfig, build_run, train
 from .compare import mean_std
-from .results import read_record, write_record
-from .sweep import record_path, shared_benchmark
+from .results import RunLock, RunLocked, read_record, write_record
+from .sweep import lock_path, record_path, shared_benchmark
 
 
 def run_diagnosed(cfg: RunConfig, results_dir: Path | None = None, track: bool = True,
-                  track_samples: int = 512, overwrite: bool = False, progress: bool = False) -> dict:
+                  track_samples: int = 512, overwrite: bool = False, progress: bool = False,
+                  poll: float = 5.0) -> dict:
     """Train ``cfg`` and diagnose its final model; reuse the record in ``results_dir`` if it has them.
 
     The report is taken on the model after the last epoch (the trainer keeps no other weights);
     the record's ``final`` still gives the accuracies at the source-validation-selected epoch.
+    With ``results_dir``, the run holds its run lock while it trains, and waits while another live
+    process holds it (as :func:`~.sweep.record_of`): two chapters filling one folder share the work.
     """
-    path = record_path(results_dir, cfg) if results_dir is not None else None
-    if path is not None and path.exists() and not overwrite:
-        record = read_record(path)
-        if "diagnostics" in record:
-            return record
-        overwrite = True  # a plain record of the same run: replace it with the diagnosed one
-    bench, split, _ = build_run(cfg)
+    if results_dir is None:
+        return _diagnosed(cfg, track, track_samples, progress)
+    path = record_path(results_dir, cfg)
+    while True:
+        try:
+            with RunLock(lock_path(results_dir, cfg)):
+                if path.exists() and not overwrite:
+                    record = read_record(path)
+                    if "diagnostics" in record:
+                        return record
+                    overwrite = True  # a plain record of the same run: replace it with the diagnosed one
+                record = _diagnosed(cfg, track, track_samples, progress)
+                write_record(path, record, overwrite=overwrite)
+                return record
+        except RunLocked:
+            time.sleep(poll)
+
+
+def _diagnosed(cfg: RunConfig, track: bool, track_samples: int, progress: bool) -> dict:
+    bench, split, _ = build_run(cfg, benchmark=shared_benchmark(cfg))
     tracker = (FeatureTracker({"train": split.train, "target": split.test}, max_samples=track_samples)
                if track else None)
     record = train(cfg, benchmark=bench, split=split, keep_model=True, on_epoch_end=tracker, progress=progress)
     method = record.pop("_method")
     record["diagnostics"] = fusion_overfitting_report(method.model, split, seed=cfg.seed)
-    if path is not None:
-        write_record(path, record, overwrite=overwrite)
     return record
 
 
