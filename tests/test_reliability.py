@@ -575,3 +575,36 @@ def test_soak_a_sweep_killed_at_random_moments_equals_an_uninterrupted_one(tmp_p
     assert twice == clean, sorted(set(twice) ^ set(clean))
     for rel in clean:
         assert _comparable(tmp_path / "twice" / rel) == _comparable(tmp_path / "clean" / rel), rel
+
+
+@pytest.mark.parametrize("how", ["record_of", "run_diagnosed"])
+def test_a_chapter_waits_for_a_run_another_process_trains_and_reads_its_record(how, tmp_path, monkeypatch):
+    from mmdg.experiments import diagnosed, sweep as sw
+    get = {"record_of": sw.record_of, "run_diagnosed": diagnosed.run_diagnosed}[how]
+    cfg = _cfg(method="erm", epochs=2)
+    lock = lock_path(tmp_path, cfg)
+
+    def other():  # another chapter's process: takes the run, trains it (slowly), writes its record
+        try:
+            def slow(*a, **k):
+                time.sleep(0.5)  # the parent is waiting by then
+                return train(*a, **k)
+            sw.train = diagnosed.train = slow
+            get(cfg, tmp_path)
+        finally:
+            os._exit(0)
+    child = multiprocessing.get_context("fork").Process(target=other)
+    child.start()
+    deadline = time.time() + 60
+    while not lock.exists() and not record_path(tmp_path, cfg).exists() and time.time() < deadline:
+        time.sleep(0.01)
+    assert lock.exists(), "the other process never took the run"
+
+    def no_training(*a, **k):
+        raise AssertionError("trained a run another process holds")
+    monkeypatch.setattr(sw, "train", no_training)
+    monkeypatch.setattr(diagnosed, "_diagnosed", no_training)
+    got = get(cfg, tmp_path, poll=0.02)
+    child.join()
+    assert got == json.loads(record_path(tmp_path, cfg).read_text())
+    assert not lock.exists()
