@@ -237,10 +237,11 @@ def test_parameters_shows_the_box_once_in_a_notebook(tmp_path):
     assert len(shown) == 1, outputs
     page = shown[0].data["text/html"]
     assert page.count('class="mmdg-parameters"') == 1 and "profile custom, code commit " in page
-    for name, value in (("epochs", "3"), ("seeds", "[0, 1, 2]"), ("results_dir", "results/custom/01_overview"),
-                        ("device", "auto")):
+    for name, value in (("epochs", "3"), ("seeds", "[0, 1, 2]"), ("test_per_domain", "500"),
+                        ("results_dir", "results/custom/01_overview"), ("device", "auto")):
         assert f"<td><code>{name}</code></td><td><code>{value}</code></td>" in page
     assert shown[0].data["text/plain"].splitlines()[1:] == ["  epochs = 3", "  seeds = [0, 1, 2]",
+                                                            "  test_per_domain = 500",
                                                             "  results_dir = results/custom/01_overview",
                                                             "  device = auto"]
     streams = "".join(o.text for o in outputs if o.output_type == "stream")

@@ -187,7 +187,10 @@ def test_normaliser_is_fitted_on_source_train_only(bench, raw, meta):
         np.testing.assert_allclose(z.mean(dim=(0, 2)).numpy(), 0.0, atol=1e-4)
         np.testing.assert_allclose(z.std(dim=(0, 2), unbiased=False).numpy(), 1.0, atol=1e-4)
         # the target is normalised with the source statistics, so it is not exactly standardised
-        target = raw[m][(~np.isin(ids, sources)) & (raw["split"] == 1)].astype(np.float64)
+        # the target is the whole held-out band: its test windows, then its train windows
+        held_out = ~np.isin(ids, sources)
+        target = np.concatenate([raw[m][held_out & (raw["split"] == 1)],
+                                 raw[m][held_out & (raw["split"] == 0)]]).astype(np.float64)
         expected = (target - x.mean(axis=(0, 2))[:, None]) / x.std(axis=(0, 2))[:, None]
         np.testing.assert_allclose(split.test.inputs[m].numpy(), expected, atol=1e-4)
         t = split.test.inputs[m].double()

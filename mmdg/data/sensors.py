@@ -241,6 +241,12 @@ class PhoneWatch(Benchmark):
             self._cache[key] = TensorDataset(inputs, label, torch.full_like(label, self.domains.index(domain)))
         return self._cache[key]
 
+    def target_dataset(self, domain: str) -> TensorDataset:
+        """Every window of the held-out ``domain``: its test split, then its train split (a held-out
+        band is never trained on).  Per age band 1,295 to 1,757 windows, so one window is worth at most
+        0.08 points of target accuracy (its test split alone: 391 to 534)."""
+        return TensorDataset.concat([self.dataset(domain, "test"), self.dataset(domain, "train")])
+
     def fit_normalizer(self, train: Dataset) -> ChannelNormalizer:
         """Per-modality, per-channel mean and std (over windows and time) of ``train``."""
         if not isinstance(train, TensorDataset):
