@@ -1,4 +1,5 @@
 """Hyperparameter search: trials are seeded draws, the best is picked by source validation."""
+import dataclasses
 import json
 
 import pytest
@@ -88,3 +89,27 @@ def test_bad_hparam_trials_is_one_line(tmp_path, capsys):
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="--hparam-trials must be an integer >= 0"):
             check_trials(bad)
+
+
+def test_tuned_runs_search_every_method_alike_and_retrain_the_pick_with_every_seed(tmp_path):
+    from conftest import MLP_ENCODERS
+    from mmdg.experiments.hsearch import tuned_runs
+    from mmdg.experiments.results import read_record
+    from mmdg.experiments.sweep import record_path
+    specs = {"plain fusion": ("erm", {}), "RNA": ("rna", {})}
+    base = RunConfig(target="d0", benchmark="toy", method="erm", epochs=2, batch_size=16, encoders=MLP_ENCODERS)
+    records, chosen = tuned_runs(specs, base, ["d1"], [0, 1], 1, tmp_path)
+    assert sorted((r["label"], r["config"]["seed"]) for r in records) == [
+        ("RNA", 0), ("RNA", 1), ("plain fusion", 0), ("plain fusion", 1)]
+    row = chosen.set_index("label")
+    # ERM declares nothing to search: its one draw is its defaults, the same run as trial 0
+    assert row.loc["plain fusion", "trial"] == 0 and row.loc["plain fusion", "hparams"] == {}
+    assert row.loc["plain fusion", "source val per trial"][0] == row.loc["plain fusion", "source val per trial"][1]
+    # RNA: the trial kept is the one whose record has the best source-validation epoch (ties: the lower)
+    trials = [dataclasses.replace(base, method="rna", target="d1", seed=0, hparams=h)
+              for h in ({}, {"lambda_rna": sample_hparams("rna", 1)["lambda_rna"]})]
+    best_val = [max(e["val"]["acc"] for e in read_record(record_path(tmp_path, c))["epochs"]) for c in trials]
+    want = 0 if best_val[0] >= best_val[1] else 1
+    assert row.loc["RNA", "trial"] == want and row.loc["RNA", "source val per trial"] == best_val
+    assert row.loc["RNA", "hparams"] == trials[want].hparams
+    assert all(r["config"]["hparams"] == trials[want].hparams for r in records if r["label"] == "RNA")
