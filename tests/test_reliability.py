@@ -555,7 +555,9 @@ def test_soak_a_sweep_killed_at_random_moments_equals_an_uninterrupted_one(tmp_p
     for _ in range(60):                                         # at most; stops once 10 kills landed
         if kills >= 10:
             break
-        kills += child(tmp_path / "killed", rng.uniform(0.02, max(0.3, clean_seconds / 8)))
+        # a kill lands within about one run's time (0.1 to 1 of the clean sweep's mean), so ten kills
+        # cannot finish the 24 runs however fast or loaded the machine is
+        kills += child(tmp_path / "killed", rng.uniform(0.1, 1.0) * clean_seconds / 24)
     assert kills >= 10
     child(tmp_path / "killed")                                  # and completed
     clean = sorted(p.relative_to(tmp_path / "clean") for p in (tmp_path / "clean").rglob("*") if p.is_file())
@@ -586,6 +588,7 @@ def test_a_chapter_waits_for_a_run_another_process_trains_and_reads_its_record(h
 
     def other():  # another chapter's process: takes the run, trains it (slowly), writes its record
         try:
+            torch.set_num_threads(1)  # a forked child must not enter the parent's OpenMP pool (it can hang)
             def slow(*a, **k):
                 time.sleep(0.5)  # the parent is waiting by then
                 return train(*a, **k)
@@ -604,7 +607,14 @@ def test_a_chapter_waits_for_a_run_another_process_trains_and_reads_its_record(h
         raise AssertionError("trained a run another process holds")
     monkeypatch.setattr(sw, "train", no_training)
     monkeypatch.setattr(diagnosed, "_diagnosed", no_training)
+    start, sleep = time.time(), time.sleep
+
+    def patient(seconds):  # fail, not hang, if the other process never finishes
+        assert time.time() - start < 120, "still waiting after 120 s for the other process's record"
+        sleep(seconds)
+    monkeypatch.setattr(time, "sleep", patient)
     got = get(cfg, tmp_path, poll=0.02)
-    child.join()
+    child.join(60)
+    assert child.exitcode == 0
     assert got == json.loads(record_path(tmp_path, cfg).read_text())
     assert not lock.exists()

@@ -7,7 +7,6 @@ last epoch) and, per epoch, the feature entropy / effective rank of the source-t
 """
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Mapping
@@ -17,8 +16,8 @@ import pandas as pd
 from ..diagnostics import FeatureTracker, fusion_overfitting_report
 from ..train import RunConfig, build_run, train
 from .compare import mean_std
-from .results import RunLock, RunLocked, read_record, write_record
-from .sweep import lock_path, record_path, shared_benchmark
+from .results import RunLock, read_record, write_record
+from .sweep import lock_path, record_path, shared_benchmark, when_free
 
 
 def run_diagnosed(cfg: RunConfig, results_dir: Path | None = None, track: bool = True,
@@ -34,19 +33,17 @@ def run_diagnosed(cfg: RunConfig, results_dir: Path | None = None, track: bool =
     if results_dir is None:
         return _diagnosed(cfg, track, track_samples, progress)
     path = record_path(results_dir, cfg)
-    while True:
-        try:
-            with RunLock(lock_path(results_dir, cfg)):
-                if path.exists() and not overwrite:
-                    record = read_record(path)
-                    if "diagnostics" in record:
-                        return record
-                    overwrite = True  # a plain record of the same run: replace it with the diagnosed one
-                record = _diagnosed(cfg, track, track_samples, progress)
-                write_record(path, record, overwrite=overwrite)
-                return record
-        except RunLocked:
-            time.sleep(poll)
+
+    def attempt() -> dict:
+        with RunLock(lock_path(results_dir, cfg)):
+            plain = read_record(path) if path.exists() and not overwrite else None
+            if plain is not None and "diagnostics" in plain:
+                return plain
+            record = _diagnosed(cfg, track, track_samples, progress)
+            # a plain record of the same run is replaced with the diagnosed one
+            write_record(path, record, overwrite=overwrite or plain is not None)
+            return record
+    return when_free(attempt, poll)
 
 
 def _diagnosed(cfg: RunConfig, track: bool, track_samples: int, progress: bool) -> dict:

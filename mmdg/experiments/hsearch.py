@@ -116,8 +116,8 @@ def tuned_runs(specs: dict[str, tuple[str, dict]], base: RunConfig, targets: lis
         raise ValueError(f"tuned_runs: two labels share a registry name in {specs}")
     configs = [dataclasses.replace(base, method=name, hparams=dict(hp), target=t, seed=s)
                for name, hp in specs.values() for t in targets for s in seeds]
-    read = lambda c: record_of(c, results_dir)  # noqa: E731
-    retrain, choices = search(configs, trials, lambda cs: [read(c) for c in cs], read, log=lambda _: None)
+    read = lambda c: record_of(c, results_dir)  # noqa: E731  (trains a run that has no record yet)
+    retrain, choices = search(configs, trials, lambda _: None, read, log=lambda _: None)
     records = [{**read(c), "label": label_of[c.method]} for c in retrain]
     fixed = dict(specs.values())
     rows = [{"label": label_of[m], "target": t, "trial": ch["trial"], "source val per trial": ch["trials"],

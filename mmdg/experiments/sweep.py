@@ -12,10 +12,13 @@ import inspect
 import json
 import time
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from ..io import move_aside, remove_stale_temporaries
 from ..train import Diverged, RunConfig, resolve_device, train
 from .results import BadRecord, RunLock, RunLocked, read_record, write_record
+
+T = TypeVar("T")
 
 
 def record_path(results_dir: Path, cfg: RunConfig) -> Path:
@@ -113,18 +116,27 @@ def run_one(cfg: RunConfig, results_dir: Path, overwrite: bool = False, progress
     return path, record, False
 
 
+def when_free(attempt: Callable[[], T], poll: float = 5.0) -> T:
+    """``attempt()``, tried again every ``poll`` seconds while it raises
+    :class:`~mmdg.experiments.results.RunLocked` (another live process trains that run now)."""
+    while True:
+        try:
+            return attempt()
+        except RunLocked:
+            time.sleep(poll)
+
+
 def record_of(cfg: RunConfig, results_dir: Path, poll: float = 5.0) -> dict:
     """The record of ``cfg``: read if it exists, else trained here (on this process's generated data,
     :func:`shared_benchmark`); while another live process trains it, wait for its record.
 
     What a chapter calls: two chapters (or two sweeps) filling one results folder share the work."""
     path = record_path(results_dir, cfg)
-    while True:
+
+    def attempt() -> dict:
         bench = None if path.exists() else shared_benchmark(cfg)  # reading a record builds no data
-        try:
-            return run_one(cfg, results_dir, progress=False, benchmark=bench)[1]
-        except RunLocked:
-            time.sleep(poll)
+        return run_one(cfg, results_dir, progress=False, benchmark=bench)[1]
+    return when_free(attempt, poll)
 
 
 def grid(base: RunConfig, methods: list[str], targets: list[str], seeds: list[int]) -> list[RunConfig]:
