@@ -173,10 +173,11 @@ class ParameterBox:
     def __init__(self, notebook: str, values: dict, profiles: list[str], commit: str):
         self.declared = notebook_parameters(notebook)
         self.values, self.commit = values, commit
-        self.profile = " = ".join(profiles) if profiles else "custom"
+        self.profile = (f"profile {profiles[0]}" if len(profiles) == 1 else
+                        f"profiles {' and '.join(profiles)} (their values agree)" if profiles else "profile custom")
 
     def title(self) -> str:
-        return f"Parameters of this run: profile {self.profile}, code commit {self.commit}"
+        return f"Parameters of this run: {self.profile}, code commit {self.commit}"
 
     def __repr__(self) -> str:
         return self.title() + "\n" + "\n".join(f"  {k} = {_shown(v)}" for k, v in self.values.items())
@@ -248,7 +249,34 @@ def parameters(notebook: str, namespace: dict, choices: dict | None = None) -> d
                       f"'{profile}' profile, which owns {value}")
     namespace.update(values)
     show(ParameterBox(notebook, values, run_profiles(notebook, given), _git_commit()))
+    _glue_parameters(values)
     return values
+
+
+class _Plain:
+    """A value glued as its text: ``{glue:text}`name``` in a chapter's Markdown shows it."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _glue_parameters(values: dict) -> None:
+    """In a notebook, glue every parameter under its own name (myst-nb), so prose and captions show the
+    value of this run, not the parameter's name: strings as they are, lists of strings comma-separated."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    if get_ipython() is None:
+        return
+    from myst_nb import glue
+    for name, value in values.items():
+        text = (", ".join(value) if isinstance(value, list) and value and all(isinstance(v, str) for v in value)
+                else _shown(value))
+        glue(name, _Plain(text), display=False)
 
 
 def setup(seed: int = 0, threads: int | None = 2) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mmdg.experiments.compare import (RULES, clause, format_paired, mean_std, paired_by_seed, signed, t_quantile,
-                                      verdict)
+from mmdg.experiments.compare import (RULES, clause, format_paired, gap, gaps, mean_std, paired_by_seed, signed,
+                                      t_quantile, verdict)
 
 # t(0.975, df=2) = 0.95 * sqrt(2 / (1 - 0.95^2)) exactly (closed form of the df=2 CDF); scipy.stats.t.ppf(0.975, 2)
 # prints 4.302652729911275, which agrees to 10 significant digits
@@ -148,7 +148,7 @@ def test_errors_name_the_problem():
 
 
 def test_mean_std_and_signed():
-    assert mean_std(61.24, 1.04) == "61.2 ± 1.0" and mean_std(61.24, 1.04, digits=2) == "61.24 ± 1.04"
+    assert mean_std(61.24, 1.04) == "61.2\u00a0±\u00a01.0" and mean_std(61.24, 1.04, digits=2) == "61.24\u00a0±\u00a01.04"
     assert mean_std(61.24, NAN) == "61.2" and mean_std(NAN, 1.0) == "–" and mean_std(None, None) == "–"
     assert signed(1.23) == "+1.2" and signed(-0.34) == "\u22120.3" and signed(NAN) == "–"
 
@@ -159,9 +159,9 @@ def test_format_paired_and_clause():
     shown = format_paired(frame)
     col = "Δ vs reference (points) [95 % CI]"
     assert list(shown.columns) == ["target acc (%)", col, "seeds", "verdict"]
-    assert shown.loc[("m", "source-val selection"), col] == "+3.0 [+0.5, +5.5]"
-    assert shown.loc[("w", "source-val selection"), col] == "\u22123.0 [\u22125.5, \u22120.5]"
-    assert shown.loc[("m", "source-val selection"), "target acc (%)"] == "69.7 ± 4.9"  # seeds 72, 64, 73
+    assert shown.loc[("m", "source-val selection"), col] == "+3.0\u00a0[+0.5,\u00a0+5.5]"
+    assert shown.loc[("w", "source-val selection"), col] == "\u22123.0\u00a0[\u22125.5,\u00a0\u22120.5]"
+    assert shown.loc[("m", "source-val selection"), "target acc (%)"] == "69.7\u00a0±\u00a04.9"  # seeds 72, 64, 73
     assert shown.loc[("erm", "source-val selection"), col] == ""
     assert shown.loc[("erm", "source-val selection"), "verdict"] == "reference"
     assert shown.loc[("one", "source-val selection"), col] == "+1.0"  # one seed: no interval
@@ -170,10 +170,41 @@ def test_format_paired_and_clause():
     def row(label):
         return frame[(frame.label == label) & (frame.rule == "source-val selection")].iloc[0]
 
-    assert clause(row("m")) == ("source-val selection: 69.7 ± 4.9 %, Δ = +3.0 points, 95 % CI [+0.5, +5.5] "
+    assert clause(row("m")) == ("source-val selection: 69.7\u00a0±\u00a04.9 %, Δ = +3.0 points, 95 % CI [+0.5, +5.5] "
                                 "over 3 seeds: **gain**")
-    assert clause(row("erm")) == "source-val selection: 66.7 ± 5.8 %, the reference"
+    assert clause(row("erm")) == "source-val selection: 66.7\u00a0±\u00a05.8 %, the reference"
     assert clause(row("one")).endswith("Δ = +1.0 points from a single seed: **too few seeds**")
+
+
+def test_gap_filters_rows_then_pairs_by_seed():
+    t = _table(ROWS)
+    row, text = gap(t, "test_acc", "m", "erm")
+    assert row["delta"] == pytest.approx(3.0) and text == "Δ = +3.0\u00a0[+0.5,\u00a0+5.5] points, **gain**"
+    # target a only: m − erm per seed 2, 4, 1 (mean 7/3, sample variance 7/3)
+    row, text = gap(t, "test_acc", "m", "erm", target="a")
+    half = T2 * math.sqrt(7 / 3) / math.sqrt(3)
+    assert row["seeds"] == 3 and row["delta"] == pytest.approx(7 / 3)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((7 / 3 - half, 7 / 3 + half))
+    assert text == "Δ = +2.3\u00a0[\u22121.5,\u00a0+6.1] points, **no detectable difference**"
+    assert gap(t, "oracle_test_acc", "m", "erm", unit="")[1] == "Δ = +0.0\u00a0[\u22122.5,\u00a0+2.5], **no detectable difference**"
+
+
+def test_gaps_are_markdown_items_nested_at_the_given_depth():
+    from markdown_it import MarkdownIt
+    t = _table(ROWS)
+    items = gaps([("m", (t, "test_acc", "m", "erm")), ("w on a", (t, "test_acc", "w", "erm"), {"target": "a"})],
+                 depth=2)
+    assert items == ("\n    - m: Δ = +3.0\u00a0[+0.5,\u00a0+5.5] points, **gain**"
+                     "\n    - w on a: Δ = \u22123.0\u00a0[\u22125.5,\u00a0\u22120.5] points, **loss**")
+    assert gaps([("m", (t, "test_acc", "m", "erm"))], unit="") == "\n  - m: Δ = +3.0\u00a0[+0.5,\u00a0+5.5], **gain**"
+    text = "- **Study**:\n  - dim 16:" + items + "\n  - dim 128:" + gaps([("m", (t, "test_acc", "m", "erm"))], depth=2)
+    depth, inner = 0, []
+    for tok in MarkdownIt().parse(text):
+        depth += tok.type == "bullet_list_open"
+        depth -= tok.type == "bullet_list_close"
+        if tok.type == "inline" and tok.content.startswith(("m:", "w on a:")):
+            inner.append(depth)
+    assert inner == [3, 3, 3]  # every comparison sits in a list under "dim ...", under "Study"
 
 
 def test_no_other_mean_std_formatter_in_the_library():

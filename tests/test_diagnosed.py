@@ -28,4 +28,4 @@ def test_seed_summary_averages_targets_then_seeds():
                       "target": ["x", "y", "x", "y", "x"], "probe_target": [10.0, 30.0, 40.0, 60.0, 5.0]})
     s = seed_summary(t, "probe_target")
     # erm: seed means 20 and 50 -> 35 ± 21.2 (sample std); uni-a: one seed -> no ±
-    assert s.loc["erm", "a"] == "35.0 ± 21.2" and s.loc["uni-a", "a"] == "5.0"
+    assert s.loc["erm", "a"] == "35.0\u00a0±\u00a021.2" and s.loc["uni-a", "a"] == "5.0"

@@ -138,8 +138,8 @@ def test_missing_table_averages_targets_then_seeds():
     rows.append({"method": "old", "seed": 0, "target": "t0", "missing_full": float("nan")})
     table = missing_table(pd.DataFrame(rows))
     # per-seed target means 11 and 21: mean 16, sample std sqrt(50) = 7.07
-    assert table.loc[("simmmdg", "a"), "zero-filled"] == "16.0 ± 7.1"
-    assert table.loc[("simmmdg", "a"), "translated"] == "61.0 ± 0.0"
+    assert table.loc[("simmmdg", "a"), "zero-filled"] == "16.0\u00a0±\u00a07.1"
+    assert table.loc[("simmmdg", "a"), "translated"] == "61.0\u00a0±\u00a00.0"
     assert table.loc[("simmmdg", "a"), "seeds"] == 2
     assert table.loc[("erm", "a"), "translated"] == "–" and table.loc[("erm", "a"), "source mean"] == "40.0"
     assert "old" not in table.index.get_level_values(0)

@@ -197,6 +197,8 @@ def test_parameter_box_shows_each_value_the_profile_and_the_commit():
     assert text.splitlines() == ["Parameters of this run: profile book, code commit abc1234", "  epochs = 15",
                                  "  seeds = [0, 1, 2]", "  results_dir = results/book/01_overview", "  device = auto"]
     assert str(nbm.repo_root()) not in page + text
+    both = nbm.ParameterBox("01_overview", values, ["book", "gpu"], "abc1234").title()
+    assert both == "Parameters of this run: profiles book and gpu (their values agree), code commit abc1234"
     # the commit is masked where nbval compares, whatever the checkout: so goldens hold across commits
     for commit in ("abc1234", "0123456789ab+dirty", "unknown"):
         other = nbm.ParameterBox("01_overview", values, ["book"], commit)

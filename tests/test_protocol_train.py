@@ -129,7 +129,7 @@ def test_sweep_skips_done_runs_and_collects_a_table(tmp_path):
     per_seed = runs[runs.method == "erm"].groupby("seed")["test_acc"].mean()
     assert summ.loc["erm", ("avg", "mean")] == pytest.approx(per_seed.mean())
     table = format_summary(summ)
-    assert list(table.columns) == ["d0", "d1", "avg", "seeds"] and " ± " in table.loc["erm", "avg"]
+    assert list(table.columns) == ["d0", "d1", "avg", "seeds"] and "\u00a0±\u00a0" in table.loc["erm", "avg"]
 
 
 def test_cli_train_collect_and_errors(tmp_path, capsys):
@@ -171,8 +171,8 @@ def test_modality_table_and_trace_frame():
          "val_acc_a": 85.0, "test_acc_a": 55.0, "val_acc_b": 40.0, "test_acc_b": 45.0}])
     table = modality_table(runs)
     # uni-a: seed 0 averages t1, t2 -> (85, 65); seed 1 -> (70, 50); mean ± sample std over seeds
-    assert table.loc["uni-a", "source (val)"] == "77.5 ± 10.6"
-    assert table.loc["uni-a", "target (test)"] == "57.5 ± 10.6"
+    assert table.loc["uni-a", "source (val)"] == "77.5\u00a0±\u00a010.6"
+    assert table.loc["uni-a", "target (test)"] == "57.5\u00a0±\u00a010.6"
     assert table.loc["base: b branch", "target (test)"] == "45.0" and table.loc["base (fused)", "seeds"] == 1
     rec = {"epochs": [{"epoch": 0, "trace": {"_step": [0, 2], "gmp/norm_c_audio": [1.0, 2.0]}},
                       {"epoch": 1, "trace": {"_step": [0, 2], "gmp/norm_c_audio": [3.0, 4.0]}}]}

@@ -30,14 +30,17 @@ VERDICTS = ("gain", "loss", "no detectable difference", "too few seeds")
 #: the verdict column of the reference's own rows
 REFERENCE = "reference"
 
+#: the no-break space of the formatters: table cells wrap between words, never inside a number's text
+NBSP = "\u00a0"
+
 COLUMNS = ["rule", "acc", "acc_std", "seeds", "delta", "ci_low", "ci_high", "verdict"]
 
 
 def mean_std(mean, std, digits: int = 1) -> str:
-    """``"m ± s"`` with ``digits`` decimals; ``"m"`` when ``std`` is NaN (one seed); ``"–"`` when ``mean`` is NaN."""
+    """``"m ± s"`` with ``digits`` decimals (no-break spaces: a table cell never breaks inside it); ``"m"`` when ``std`` is NaN (one seed); ``"–"`` when ``mean`` is NaN."""
     if pd.isna(mean):
         return "–"
-    return f"{mean:.{digits}f}" if pd.isna(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+    return f"{mean:.{digits}f}" if pd.isna(std) else f"{mean:.{digits}f}{NBSP}±{NBSP}{std:.{digits}f}"
 
 
 def signed(x, digits: int = 1) -> str:
@@ -147,10 +150,11 @@ def paired_by_seed(table: pd.DataFrame, reference: str, label: str = "label",
 
 
 def delta_ci(row, digits: int = 1) -> str:
-    """``"+1.2 [−0.3, +2.7]"``: Δ with its 95 % interval; Δ alone below two seeds, ``"–"`` without a seed."""
+    """``"+1.2 [−0.3, +2.7]"``: Δ with its 95 % interval (no-break spaces, as :func:`mean_std`); Δ alone below two seeds, ``"–"`` without a seed."""
     if pd.isna(row["ci_low"]):
         return signed(row["delta"], digits)
-    return f"{signed(row['delta'], digits)} [{signed(row['ci_low'], digits)}, {signed(row['ci_high'], digits)}]"
+    return (f"{signed(row['delta'], digits)}{NBSP}[{signed(row['ci_low'], digits)},{NBSP}"
+            f"{signed(row['ci_high'], digits)}]")
 
 
 def format_paired(frame: pd.DataFrame, label: str = "label", digits: int = 1) -> pd.DataFrame:
@@ -186,3 +190,22 @@ def clause(frame_row, digits: int = 1) -> str:
         return f"{head}, Δ = {signed(r['delta'], digits)} points from a single seed: **{r['verdict']}**"
     return (f"{head}, Δ = {signed(r['delta'], digits)} points, 95 % CI [{signed(r['ci_low'], digits)}, "
             f"{signed(r['ci_high'], digits)}] over {n} seeds: **{r['verdict']}**")
+
+
+def gap(table: pd.DataFrame, value: str, method: str, reference: str, label: str = "label", unit: str = " points",
+        **where) -> tuple[pd.Series, str]:
+    """``method`` − ``reference`` of the column ``value``, paired by seed (:func:`paired_by_seed`), on the
+    rows of ``table`` whose columns equal ``where``'s values: (its row, ``"Δ = +1.2 [−0.3, +2.7] points,
+    **gain**"``)."""
+    for key, want in where.items():
+        table = table[table[key] == want]
+    row = paired_by_seed(table, reference, label=label, rules={value: value}).set_index(label).loc[method]
+    return row, f"Δ = {delta_ci(row)}{unit}, **{row['verdict']}**"
+
+
+def gaps(pairs, depth: int = 1, **common) -> str:
+    """Markdown list items for prose, one per comparison: ``(name, gap args)`` or ``(name, gap args, gap
+    keywords)``, each ``"- name: Δ = ..."`` on a new line, indented ``depth`` levels (1: under a top-level
+    item); ``common`` keywords go to every :func:`gap`."""
+    pad = "  " * depth
+    return "".join(f"\n{pad}- {name}: {gap(*args, **common, **(kw[0] if kw else {}))[1]}" for name, args, *kw in pairs)
