@@ -235,8 +235,10 @@ def test_parameters_shows_the_box_once_in_a_notebook(tmp_path):
     out = pm.execute_notebook(str(tmp_path / "in.ipynb"), str(tmp_path / "out.ipynb"), parameters={"epochs": 3},
                               kernel_name="python3", progress_bar=False, cwd=str(tmp_path))
     outputs = out.cells[-1].outputs
-    shown = [o for o in outputs if o.output_type == "display_data"]
+    shown = [o for o in outputs if o.output_type == "display_data" and "scrapbook" not in o.get("metadata", {})]
     assert len(shown) == 1, outputs
+    glued = {o.metadata["scrapbook"]["name"] for o in outputs if "scrapbook" in o.get("metadata", {})}
+    assert glued == set(nbm.notebook_parameters("01_overview"))  # and every parameter glued for the prose
     page = shown[0].data["text/html"]
     assert page.count('class="mmdg-parameters"') == 1 and "profile custom, code commit " in page
     for name, value in (("epochs", "3"), ("seeds", "[0, 1, 2]"), ("test_per_domain", "500"),
@@ -248,3 +250,26 @@ def test_parameters_shows_the_box_once_in_a_notebook(tmp_path):
                                                             "  device = auto"]
     streams = "".join(o.text for o in outputs if o.output_type == "stream")
     assert "results/custom/01_overview" in streams and "epochs differ from the 'book' profile" in streams
+
+
+def test_every_parameter_is_glued_as_the_text_prose_shows(monkeypatch):
+    import IPython
+    import myst_nb
+    glued = {}
+    monkeypatch.setattr(IPython, "get_ipython", lambda: object())  # as in a kernel
+    monkeypatch.setattr(myst_nb, "glue", lambda name, obj, display=True: glued.__setitem__(name, (repr(obj), display)))
+    nbm._glue_parameters({"epochs": 12, "seeds": [0, 1, 2], "targets": ["studio", "street"], "device": "auto",
+                          "lr": 0.001, "empty": []})
+    assert glued == {"epochs": ("12", False), "seeds": ("[0, 1, 2]", False), "targets": ("studio, street", False),
+                     "device": ("auto", False), "lr": ("0.001", False), "empty": ("[]", False)}
+
+
+def test_a_golden_chapter_glues_its_parameters_with_the_values_it_ran():
+    """Chapter 7's prose cites ``long_epochs`` and ``study_seeds`` through glue: the executed golden holds them."""
+    nb = nbformat.read(nbm.repo_root() / "tests/golden/07_fusion_overfitting.ipynb", 4)
+    glued = {o["metadata"]["scrapbook"]["name"]: o["data"][o["metadata"]["scrapbook"]["mime_prefix"] + "text/plain"]
+             for c in nb.cells if c.cell_type == "code"
+             for o in c.get("outputs", []) if "scrapbook" in o.get("metadata", {})}
+    ran = profile_parameters("07_fusion_overfitting", "smoke")
+    assert glued["long_epochs"] == str(ran["long_epochs"])
+    assert glued["study_seeds"] == str(ran["study_seeds"])

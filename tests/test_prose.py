@@ -83,10 +83,20 @@ def glue_names_defined(code: str) -> set[str]:
     return set(GLUE_CALL.findall(code))
 
 
+def glued_parameters(nb) -> set[str]:
+    """The names ``mmdg.notebook.parameters(...)`` glues, if a code cell calls it: every parameter the
+    notebook's parameters cell declares (``name: type = default``)."""
+    if not any(c.cell_type == "code" and re.search(r"\bparameters\(\"\w+\", globals\(\)", c.source) for c in nb.cells):
+        return set()
+    declared = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    return set(re.findall(r"^(\w+)\s*:", declared[0].source, re.M)) if declared else set()
+
+
 def unglued(nb) -> set[str]:
     """Names the notebook's markdown pastes but none of its code cells glues."""
     used = set().union(*(glue_names_used(c.source) for c in nb.cells if c.cell_type == "markdown"))
-    return used - set().union(*(glue_names_defined(c.source) for c in nb.cells if c.cell_type == "code"))
+    return used - glued_parameters(nb) - set().union(*(glue_names_defined(c.source) for c in nb.cells
+                                                        if c.cell_type == "code"))
 
 
 def cells(path: Path, kind: str) -> list:

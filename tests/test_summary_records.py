@@ -192,7 +192,7 @@ def test_side_by_side_and_counts_follow_the_paired_intervals():
     assert up["delta"] == pytest.approx(2.5) and up["ci_low"] == pytest.approx(2.5 - half, rel=1e-6)
     assert up["verdict"] == "gain"
     table = side_by_side(paired, rule)
-    assert table.loc["up", ("B", "Δ vs erm [95 % CI]")] == f"+2.5 [{2.5 - half:+.1f}, {2.5 + half:+.1f}] gain"
+    assert table.loc["up", ("B", "Δ vs erm [95 % CI]")] == f"+2.5\u00a0[{2.5 - half:+.1f},\u00a0{2.5 + half:+.1f}] gain"
     assert table.loc["erm", ("B", "Δ vs erm [95 % CI]")] == "reference"
     assert table.loc["flat", ("B", "Δ vs erm [95 % CI]")].endswith("no detectable difference")
     counts = verdict_counts(paired, "erm", rule)
@@ -210,5 +210,5 @@ def test_beside_papers_puts_the_papers_delta_next_to_ours():
     row = got.loc[("a vs r", "P, T1")]
     assert row["paper: B1"] == "+2.5" and row["paper: B2"] == "-1.0"
     assert row["paper's selection"] == "best source-validation epoch"
-    assert row["ours: B"].startswith("+2.5 [") and row["ours: B"].endswith("gain")
+    assert row["ours: B"].startswith("+2.5\u00a0[") and row["ours: B"].endswith("gain")
     assert got.loc[("a vs missing", "–"), "ours: B"] == "–"
