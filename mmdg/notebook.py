@@ -119,13 +119,18 @@ def choose(name: str, value, allowed) -> None:
                                  f"of {allowed}, got {value!r} ({v!r} is unknown)")
 
 
-def injected_names() -> list[str]:
-    """Names assigned by papermill's injected cell (``# Parameters`` ...) in this IPython session, if any."""
+def _kernel():
+    """The running IPython shell (a notebook kernel), or None in tests and scripts."""
     try:
         from IPython import get_ipython
     except ImportError:
-        return []
-    ip = get_ipython()
+        return None
+    return get_ipython()
+
+
+def injected_names() -> list[str]:
+    """Names assigned by papermill's injected cell (``# Parameters`` ...) in this IPython session, if any."""
+    ip = _kernel()
     history = ip.user_ns.get("In", []) if ip is not None else []
     names = []
     for src in history:
@@ -193,12 +198,8 @@ class ParameterBox:
 
 def show(obj) -> None:
     """Display ``obj`` when running in an IPython kernel (a notebook); do nothing elsewhere (tests, scripts)."""
-    try:
-        from IPython import get_ipython
+    if _kernel() is not None:
         from IPython.display import display
-    except ImportError:
-        return
-    if get_ipython() is not None:
         display(obj)
 
 
@@ -266,11 +267,7 @@ class _Plain:
 def _glue_parameters(values: dict) -> None:
     """In a notebook, glue every parameter under its own name (myst-nb), so prose and captions show the
     value of this run, not the parameter's name: strings as they are, lists of strings comma-separated."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return
-    if get_ipython() is None:
+    if _kernel() is None:
         return
     from myst_nb import glue
     for name, value in values.items():

@@ -22,6 +22,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from mmdg.notebook import declared_parameters
+
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
@@ -89,7 +91,7 @@ def glued_parameters(nb) -> set[str]:
     if not any(c.cell_type == "code" and re.search(r"\bparameters\(\"\w+\", globals\(\)", c.source) for c in nb.cells):
         return set()
     declared = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-    return set(re.findall(r"^(\w+)\s*:", declared[0].source, re.M)) if declared else set()
+    return set(declared_parameters(declared[0].source)) if declared else set()
 
 
 def unglued(nb) -> set[str]:
